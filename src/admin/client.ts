@@ -1,0 +1,35 @@
+import * as net from 'node:net';
+import { AdminProtocolError } from '../errors';
+import type { AdminCommand, AdminResponse } from './protocol';
+
+/** Sends one command to the daemon's admin socket and returns its response. */
+export function adminRequest(socketPath: string, cmd: AdminCommand, timeoutMs = 10_000): Promise<AdminResponse> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(socketPath);
+    let buf = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new AdminProtocolError('SGW_ERR_ADMIN_TIMEOUT', `no answer from ${socketPath} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.setEncoding('utf8');
+    sock.on('connect', () => sock.write(`${JSON.stringify({ cmd })}\n`));
+    sock.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl === -1) {
+        return;
+      }
+      clearTimeout(timer);
+      sock.end();
+      try {
+        resolve(JSON.parse(buf.slice(0, nl)) as AdminResponse);
+      } catch {
+        reject(new AdminProtocolError('SGW_ERR_ADMIN_BAD_JSON', 'daemon sent a malformed response'));
+      }
+    });
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(new AdminProtocolError('SGW_ERR_ADMIN_UNREACHABLE', `cannot reach sharegwd at ${socketPath}: ${err.code ?? err.message}`));
+    });
+  });
+}

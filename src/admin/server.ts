@@ -1,0 +1,96 @@
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { describeError } from '../errors';
+import type { Counters } from '../observability/counters';
+import type { Logger } from '../observability/logger';
+import { MAX_LINE, parseRequest } from './protocol';
+import type { AdminCommand, AdminResponse } from './protocol';
+
+/** Answers one admin command. */
+export type AdminHandler = (cmd: AdminCommand) => Promise<unknown>;
+
+/**
+ * The admin socket: a unix stream socket, mode 0600 (root only), one JSON
+ * request per line. A malformed request gets an error response; an
+ * oversized one closes that connection. Nothing here can throw into the
+ * event loop.
+ */
+export class AdminServer {
+  private server: net.Server | null = null;
+
+  constructor(
+    private readonly socketPath: string,
+    private readonly handler: AdminHandler,
+    private readonly log: Logger,
+    private readonly counters: Counters,
+  ) {}
+
+  async listen(): Promise<void> {
+    fs.mkdirSync(path.dirname(this.socketPath), { recursive: true, mode: 0o755 });
+    try {
+      fs.unlinkSync(this.socketPath); // A stale socket from a killed daemon.
+    } catch {
+      // Not there: fine.
+    }
+    const server = net.createServer((sock) => this.serve(sock));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.socketPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    fs.chmodSync(this.socketPath, 0o600);
+    server.on('error', (err) => this.log.error({ err: err.message }, 'admin socket error'));
+  }
+
+  private serve(sock: net.Socket): void {
+    let buf = '';
+    sock.setEncoding('utf8');
+    sock.on('error', () => undefined);
+    sock.on('data', (chunk: string) => {
+      buf += chunk;
+      if (buf.length > MAX_LINE && !buf.includes('\n')) {
+        this.counters.inc('sharegw_admin_errors_total', { code: 'SGW_ERR_ADMIN_TOO_LARGE' });
+        sock.destroy();
+        return;
+      }
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) !== -1) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        void this.answer(line).then((resp) => {
+          if (!sock.destroyed) {
+            sock.write(`${JSON.stringify(resp)}\n`);
+          }
+        });
+      }
+    });
+  }
+
+  private async answer(line: string): Promise<AdminResponse> {
+    try {
+      const req = parseRequest(line);
+      return { ok: true, result: await this.handler(req.cmd) };
+    } catch (err) {
+      const e = describeError(err);
+      this.counters.inc('sharegw_admin_errors_total', { code: e.code });
+      return { ok: false, error: e };
+    }
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (s !== null) {
+      await new Promise<void>((resolve) => s.close(() => resolve()));
+      try {
+        fs.unlinkSync(this.socketPath);
+      } catch {
+        // Already removed.
+      }
+    }
+  }
+}

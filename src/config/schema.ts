@@ -1,0 +1,86 @@
+import { z } from 'zod';
+
+/**
+ * Shapes of the two kinds of configuration file. Objects are strict:
+ * an unknown key is an error (a typo must never silently disable policy).
+ * Values that need more than a shape check (addresses, prefixes, export
+ * locations, cross-file uniqueness) are checked in validate.ts, where the
+ * error can say exactly what is wrong.
+ */
+
+const nonEmpty = z.string().min(1, 'must not be empty');
+const duration = z.union([z.string(), z.number()]);
+
+/** The daemon file (`sharegwd.yaml`). */
+export const daemonFileSchema = z.strictObject({
+  node: nonEmpty,
+  dataplane: z.enum(['kernel', 'proxy']).default('kernel'),
+  domainsDir: nonEmpty.default('domains.d'),
+  stateDir: nonEmpty.default('/var/lib/sharegw'),
+  adminSocket: nonEmpty.default('/run/sharegw/admin.sock'),
+  metrics: z.union([nonEmpty, z.literal(false), z.null()]).optional(),
+  syncInterval: duration.optional(),
+  log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') }).optional(),
+  kernel: z
+    .strictObject({
+      /** Keep rules when the daemon exits so that flows survive restarts. */
+      keepRulesOnExit: z.boolean().default(true),
+    })
+    .optional(),
+  proxy: z
+    .strictObject({
+      portRange: z.string().optional(),
+      connectTimeout: duration.optional(),
+      idleTimeout: duration.optional(),
+      keepAlive: duration.optional(),
+      drainTimeout: duration.optional(),
+      maxConnectionsPerGuest: z.number().int().min(1).max(65535).optional(),
+    })
+    .optional(),
+});
+
+/** Each guest and share is checked on its own so one bad entry does not hide the others' problems. */
+export const domainTopSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'must be 1-63 chars of a-z 0-9 _ . - starting alphanumeric'),
+  project: nonEmpty,
+  shareNetwork: nonEmpty.optional(),
+  sourceIp: nonEmpty,
+  guests: z.array(z.unknown()).default([]),
+  shares: z.array(z.unknown()).default([]),
+});
+
+const tunnelSchema = z.strictObject({
+  interface: nonEmpty,
+  guestIp: nonEmpty,
+  gatewayIp: nonEmpty,
+});
+
+export const guestSchema = z.strictObject({
+  instance: nonEmpty,
+  tunnel: tunnelSchema,
+  addresses: z.array(nonEmpty).min(1, 'a guest needs at least one tenant address'),
+});
+
+export const accessRuleSchema = z.strictObject({
+  accessType: z.enum(['ip', 'user', 'cert', 'cephx']),
+  accessTo: nonEmpty,
+  accessLevel: z.enum(['rw', 'ro']),
+});
+
+export const shareSchema = z.strictObject({
+  id: nonEmpty,
+  name: nonEmpty.optional(),
+  proto: z.enum(['NFS', 'CIFS']),
+  exportLocations: z.array(nonEmpty).min(1, 'a share needs at least one export location'),
+  accessRules: z.array(z.unknown()).default([]),
+  /** NFSv3 needs the portmapper (111) and mountd too. */
+  nfsv3: z.boolean().optional(),
+  mountdPort: z.number().int().min(1).max(65535).optional(),
+});
+
+
+export type DaemonFile = z.output<typeof daemonFileSchema>;
+export type DomainTop = z.output<typeof domainTopSchema>;
+export type GuestFile = z.output<typeof guestSchema>;
+export type ShareFile = z.output<typeof shareSchema>;
+export type AccessRuleFile = z.output<typeof accessRuleSchema>;

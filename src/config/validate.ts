@@ -1,0 +1,346 @@
+import * as path from 'node:path';
+import type { z } from 'zod';
+import type { ConfigProblem } from '../errors';
+import type { AccessRule, DaemonConfig, Domain, Guest, Share, SgwConfig } from '../model/config';
+import { parseExportLocation } from '../model/export-location';
+import type { ExportLocation } from '../model/export-location';
+import { parseCidr, parseIp } from '../util/ip';
+import type { Ip } from '../util/ip';
+import { parseDuration } from './duration';
+import { accessRuleSchema, daemonFileSchema, domainTopSchema, guestSchema, shareSchema } from './schema';
+import type { DaemonFile } from './schema';
+import { parseYaml } from './yaml-source';
+import type { YamlSource } from './yaml-source';
+
+/** A configuration file's name and text, read by the caller. */
+export interface SourceText {
+  file: string;
+  text: string;
+}
+
+/** Result of validation: a config only when there are no problems. */
+interface Checked {
+  domain: Domain;
+  src: YamlSource;
+}
+
+export interface ValidationResult {
+  config: SgwConfig | null;
+  problems: ConfigProblem[];
+  warnings: ConfigProblem[];
+}
+
+const IFACE_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+const DEFAULT_PORT_RANGE = { from: 40000, to: 44999 };
+
+/**
+ * Validates a daemon file and its domain files completely, returning every
+ * problem at once (an operator fixing a file wants the whole list).
+ * Pure: the caller reads the files.
+ */
+export function validateConfig(daemonSrc: SourceText, domainSrcs: readonly SourceText[], domainsDir: string): ValidationResult {
+  const problems: ConfigProblem[] = [];
+  const warnings: ConfigProblem[] = [];
+
+  const dsrc = parseYaml(daemonSrc.file, daemonSrc.text);
+  const daemon = checkDaemon(dsrc, problems);
+
+  // Domains with problems still take part in the host-wide checks, with the
+  // parts that parsed, so one run reports every collision too.
+  const checked: Checked[] = [];
+  let broken = false;
+  for (const s of domainSrcs) {
+    const src = parseYaml(s.file, s.text);
+    const before = problems.length;
+    const domain = checkDomain(src, problems, warnings);
+    broken ||= problems.length !== before;
+    if (domain !== null) {
+      checked.push({ domain, src });
+    }
+  }
+  crossDomainChecks(checked, problems);
+  const domains = broken ? [] : checked.map((c) => c.domain);
+
+  if (daemon !== null) {
+    daemon.domainsDir = domainsDir;
+  }
+  problems.sort(byPosition);
+  const ok = problems.length === 0 && daemon !== null;
+  return { config: ok ? { daemon, domains, warnings } : null, problems, warnings };
+}
+
+function schemaProblems(src: YamlSource, error: z.ZodError, out: ConfigProblem[], prefix: readonly (string | number)[] = []): void {
+  for (const issue of error.issues) {
+    const p = [...prefix, ...issue.path.filter((k): k is string | number => typeof k !== 'symbol')];
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) {
+        out.push(src.problem([...p, key], 'SGW_ERR_CONFIG_UNKNOWN_KEY', `unknown key "${key}"`, true));
+      }
+      continue;
+    }
+    out.push(src.problem(p, 'SGW_ERR_CONFIG_SCHEMA', issue.message, false));
+  }
+}
+
+/**
+ * safeParse of one part of a file, with problems located under `prefix`.
+ * When the only problems are unknown keys, they are reported and the part is
+ * parsed again without them, so the rest of it is still checked.
+ */
+function part<T>(schema: z.ZodType<T>, value: unknown, src: YamlSource, out: ConfigProblem[], prefix: (string | number)[]): T | null {
+  const r = schema.safeParse(value);
+  if (r.success) {
+    return r.data;
+  }
+  schemaProblems(src, r.error, out, prefix);
+  if (!r.error.issues.every((i) => i.code === 'unrecognized_keys') || value === null || typeof value !== 'object') {
+    return null;
+  }
+  const copy = structuredClone(value) as Record<string, unknown>;
+  for (const issue of r.error.issues) {
+    if (issue.code !== 'unrecognized_keys') {
+      continue;
+    }
+    let obj: unknown = copy;
+    for (const k of issue.path) {
+      obj = (obj as Record<PropertyKey, unknown>)[k];
+    }
+    for (const k of issue.keys) {
+      delete (obj as Record<string, unknown>)[k];
+    }
+  }
+  const again = schema.safeParse(copy);
+  return again.success ? again.data : null;
+}
+
+function checkDaemon(src: YamlSource, out: ConfigProblem[]): DaemonConfig | null {
+  if (src.problems.length > 0) {
+    out.push(...src.problems);
+    return null;
+  }
+  const f: DaemonFile | null = part(daemonFileSchema, src.value ?? {}, src, out, []);
+  if (f === null) {
+    return null;
+  }
+  const before = out.length;
+  const dur = (v: string | number | undefined, key: readonly (string | number)[], dflt: number, min = 0): number => {
+    if (v === undefined) {
+      return dflt;
+    }
+    const ms = parseDuration(v);
+    if (ms === null || ms < min) {
+      out.push(src.problem(key, 'SGW_ERR_CONFIG_BAD_DURATION', `"${String(v)}" is not a duration like 500ms, 10s, 5m, 1h${min > 0 ? ` (at least ${min} ms)` : ''}`));
+      return dflt;
+    }
+    return ms;
+  };
+  let portRange = DEFAULT_PORT_RANGE;
+  if (f.proxy?.portRange !== undefined) {
+    const m = /^(\d{1,5})-(\d{1,5})$/.exec(f.proxy.portRange);
+    const from = Number(m?.[1]);
+    const to = Number(m?.[2]);
+    if (m === null || from < 1024 || to > 65535 || from > to) {
+      out.push(src.problem(['proxy', 'portRange'], 'SGW_ERR_CONFIG_BAD_PORT_RANGE', `"${f.proxy.portRange}" is not a range FROM-TO within 1024-65535`));
+    } else {
+      portRange = { from, to };
+    }
+  }
+  if (typeof f.metrics === 'string' && !/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|localhost):\d{1,5}$/.test(f.metrics)) {
+    out.push(src.problem(['metrics'], 'SGW_ERR_CONFIG_BAD_ADDRESS', `"${f.metrics}" is not HOST:PORT`));
+  }
+  const dir = path.dirname(src.file);
+  const cfg: DaemonConfig = {
+    file: src.file,
+    node: f.node,
+    dataplane: f.dataplane,
+    domainsDir: path.resolve(dir, f.domainsDir),
+    stateDir: path.resolve(dir, f.stateDir),
+    adminSocket: path.resolve(dir, f.adminSocket),
+    metrics: typeof f.metrics === 'string' ? f.metrics : null,
+    syncIntervalMs: dur(f.syncInterval, ['syncInterval'], 10_000, 100),
+    logLevel: f.log?.level ?? 'info',
+    keepRulesOnExit: f.kernel?.keepRulesOnExit ?? true,
+    proxy: {
+      portRange,
+      connectTimeoutMs: dur(f.proxy?.connectTimeout, ['proxy', 'connectTimeout'], 5_000, 1),
+      idleTimeoutMs: dur(f.proxy?.idleTimeout, ['proxy', 'idleTimeout'], 3_600_000),
+      keepAliveMs: dur(f.proxy?.keepAlive, ['proxy', 'keepAlive'], 30_000, 1000),
+      drainTimeoutMs: dur(f.proxy?.drainTimeout, ['proxy', 'drainTimeout'], 10_000),
+      maxConnectionsPerGuest: f.proxy?.maxConnectionsPerGuest ?? 256,
+    },
+  };
+  return out.length === before ? cfg : null;
+}
+
+function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[]): Domain | null {
+  if (src.problems.length > 0) {
+    out.push(...src.problems);
+    return null;
+  }
+  const f = part(domainTopSchema, src.value ?? {}, src, out, []);
+  if (f === null) {
+    return null;
+  }
+  const ip = (text: string, key: (string | number)[], v4only = false): Ip => {
+    const a = parseIp(text);
+    if (a === null) {
+      out.push(src.problem(key, 'SGW_ERR_CONFIG_BAD_IP', `"${text}" is not an IP address`));
+    } else if (v4only && a.family !== 4) {
+      out.push(src.problem(key, 'SGW_ERR_CONFIG_UNSUPPORTED', `"${text}": only IPv4 is supported here for now`));
+    }
+    return a ?? { family: 4, text, value: 0n };
+  };
+
+  const sourceIp = ip(f.sourceIp, ['sourceIp'], true);
+  const guests: Guest[] = [];
+  f.guests.forEach((raw, gi) => {
+    const base = ['guests', gi];
+    const g = part(guestSchema, raw, src, out, base);
+    if (g === null) {
+      return;
+    }
+    if (!IFACE_RE.test(g.tunnel.interface)) {
+      out.push(src.problem([...base, 'tunnel', 'interface'], 'SGW_ERR_CONFIG_BAD_INTERFACE', `"${g.tunnel.interface}" is not a valid interface name (1-15 chars of A-Z a-z 0-9 _ . -)`));
+    }
+    const guestIp = ip(g.tunnel.guestIp, [...base, 'tunnel', 'guestIp'], true);
+    const gatewayIp = ip(g.tunnel.gatewayIp, [...base, 'tunnel', 'gatewayIp'], true);
+    if (guestIp.text === gatewayIp.text) {
+      out.push(src.problem([...base, 'tunnel', 'gatewayIp'], 'SGW_ERR_CONFIG_DUPLICATE', 'gatewayIp must differ from guestIp'));
+    }
+    const addresses = g.addresses.map((a, ai) => ip(a, [...base, 'addresses', ai]));
+    guests.push({ instance: g.instance, tunnel: { iface: g.tunnel.interface, guestIp, gatewayIp }, addresses });
+  });
+  dupes(src, f.guests.map((g) => instanceOf(g)), (i) => ['guests', i, 'instance'], 'instance', out);
+
+  const shares: Share[] = [];
+  f.shares.forEach((rawShare, si) => {
+    const base = ['shares', si];
+    const s = part(shareSchema, rawShare, src, out, base);
+    if (s === null) {
+      return;
+    }
+    const exportLocations: ExportLocation[] = [];
+    s.exportLocations.forEach((raw, ei) => {
+      const loc = parseExportLocation(s.proto, raw);
+      if (typeof loc === 'string') {
+        out.push(src.problem([...base, 'exportLocations', ei], 'SGW_ERR_CONFIG_BAD_EXPORT', `"${raw}" is not a ${s.proto} export location: ${loc}`));
+      } else if (loc.host.family !== 4) {
+        out.push(src.problem([...base, 'exportLocations', ei], 'SGW_ERR_CONFIG_UNSUPPORTED', `"${raw}": IPv6 backends are not supported by the data planes yet`));
+      } else {
+        exportLocations.push(loc);
+      }
+    });
+    const accessRules: AccessRule[] = [];
+    s.accessRules.forEach((rawRule, ri) => {
+      const r = part(accessRuleSchema, rawRule, src, out, [...base, 'accessRules', ri]);
+      if (r === null) {
+        return;
+      }
+      const key = [...base, 'accessRules', ri, 'accessTo'];
+      let cidr = null;
+      if (r.accessType === 'ip') {
+        cidr = parseCidr(r.accessTo);
+        if (cidr === null) {
+          out.push(src.problem(key, 'SGW_ERR_CONFIG_BAD_CIDR', `"${r.accessTo}" is not an IP address or CIDR prefix`));
+        } else if (cidr.hostBitsSet) {
+          out.push(src.problem(key, 'SGW_ERR_CONFIG_BAD_CIDR', `"${r.accessTo}" has host bits set; did you mean ${cidr.network}/${cidr.prefix}?`));
+        }
+      } else {
+        warn.push(src.problem([...base, 'accessRules', ri, 'accessType'], 'SGW_WARN_CONFIG_RULE_IGNORED', `accessType "${r.accessType}" is enforced by the backend, not the gateway; it grants no network access`));
+      }
+      if (r.accessLevel === 'ro' && r.accessType === 'ip') {
+        warn.push(src.problem([...base, 'accessRules', ri, 'accessLevel'], 'SGW_WARN_CONFIG_RO_BACKEND_ONLY', 'read-only is enforced by the backend only until the protocol-aware proxy handles ro grants'));
+      }
+      accessRules.push({ type: r.accessType, to: r.accessTo, cidr, level: r.accessLevel });
+    });
+    if (s.proto !== 'NFS' && (s.nfsv3 !== undefined || s.mountdPort !== undefined)) {
+      out.push(src.problem([...base, s.nfsv3 !== undefined ? 'nfsv3' : 'mountdPort'], 'SGW_ERR_CONFIG_SCHEMA', 'only NFS shares take nfsv3/mountdPort', true));
+    }
+    const share: Share = {
+      id: s.id,
+      proto: s.proto,
+      exportLocations,
+      accessRules,
+      nfsv3: s.nfsv3 ?? false,
+      mountdPort: s.mountdPort ?? 20048,
+    };
+    if (s.name !== undefined) {
+      share.name = s.name;
+    }
+    shares.push(share);
+  });
+  dupes(src, f.shares.map((x) => idOf(x)), (i) => ['shares', i, 'id'], 'share id', out);
+
+  const domain: Domain = { file: src.file, name: f.name, project: f.project, sourceIp, guests, shares };
+  if (f.shareNetwork !== undefined) {
+    domain.shareNetwork = f.shareNetwork;
+  }
+  return domain;
+}
+
+function instanceOf(v: unknown): string | undefined {
+  const x = (v as { instance?: unknown } | null)?.instance;
+  return typeof x === 'string' ? x : undefined;
+}
+
+function idOf(v: unknown): string | undefined {
+  const x = (v as { id?: unknown } | null)?.id;
+  return typeof x === 'string' ? x : undefined;
+}
+
+function dupes(src: YamlSource, values: (string | undefined)[], key: (i: number) => (string | number)[], what: string, out: ConfigProblem[]): void {
+  const seen = new Map<string, number>();
+  values.forEach((v, i) => {
+    if (v === undefined) {
+      return;
+    }
+    const first = seen.get(v);
+    if (first === undefined) {
+      seen.set(v, i);
+    } else {
+      out.push(src.problem(key(i), 'SGW_ERR_CONFIG_DUPLICATE', `${what} "${v}" is already used at index ${first}`));
+    }
+  });
+}
+
+/** Host-wide uniqueness: names, source IPs, tunnels, guest IPs, instances, share ids. */
+function crossDomainChecks(checked: readonly Checked[], out: ConfigProblem[]): void {
+  const claims = new Map<string, { c: Checked; path: (string | number)[] }>();
+  const claim = (kind: string, value: string, c: Checked, p: (string | number)[], what: string): void => {
+    const k = `${kind}\u0000${value}`;
+    const prev = claims.get(k);
+    if (prev === undefined) {
+      claims.set(k, { c, path: p });
+      return;
+    }
+    const prevLine = prev.c.src.problem(prev.path, '', '').line;
+    const where = `${path.basename(prev.c.src.file)}${prevLine === undefined ? '' : `:${prevLine}`}`;
+    out.push(c.src.problem(p, 'SGW_ERR_CONFIG_DUPLICATE', `${what} "${value}" is already claimed by domain "${prev.c.domain.name}" (${where})`));
+  };
+  for (const c of checked) {
+    const d = c.domain;
+    claim('name', d.name, c, ['name'], 'domain name');
+    claim('addr', d.sourceIp.text, c, ['sourceIp'], 'source IP');
+    const raw = (c.src.value as { guests?: unknown[]; shares?: unknown[] } | null) ?? {};
+    const gIndex = new Map((raw.guests ?? []).map((g, i) => [instanceOf(g), i]));
+    const sIndex = new Map((raw.shares ?? []).map((s, i) => [idOf(s), i]));
+    for (const g of d.guests) {
+      const i = gIndex.get(g.instance) ?? 0;
+      claim('instance', g.instance, c, ['guests', i, 'instance'], 'instance');
+      claim('iface', g.tunnel.iface, c, ['guests', i, 'tunnel', 'interface'], 'tunnel interface');
+      // Guest and source addresses share one namespace: a tunnel address
+      // must never double as another guest's or a domain's source address.
+      claim('addr', g.tunnel.guestIp.text, c, ['guests', i, 'tunnel', 'guestIp'], 'guest IP');
+    }
+    for (const s of d.shares) {
+      claim('share', s.id, c, ['shares', sIndex.get(s.id) ?? 0, 'id'], 'share id');
+    }
+  }
+}
+
+function byPosition(a: ConfigProblem, b: ConfigProblem): number {
+  if (a.file !== b.file) {
+    return a.file < b.file ? -1 : 1;
+  }
+  return (a.line ?? 0) - (b.line ?? 0) || (a.col ?? 0) - (b.col ?? 0);
+}

@@ -1,0 +1,280 @@
+import { AdminServer } from './admin/server';
+import { loadConfig } from './config/load';
+import { KernelRules } from './dataplane/kernel/plane';
+import { ProxyPlane } from './dataplane/proxy/plane';
+import { ConfigError, describeError, formatProblem } from './errors';
+import type { SgwConfig } from './model/config';
+import type { DesiredState } from './model/desired';
+import type { Counters } from './observability/counters';
+import type { Logger } from './observability/logger';
+import { compileDesired } from './policy/policy';
+import { adoptTunnels, enableForwarding, isLocalAddress, releaseTunnel } from './tunnels/host';
+import type { TunnelState } from './tunnels/host';
+
+/** Outcome of the last sync, as status shows it. */
+interface SyncResult {
+  ok: boolean;
+  at: string;
+  durationMs: number;
+  applied: boolean;
+  error?: { code: string; message: string; context?: string };
+}
+
+/**
+ * The daemon: owns the configuration, computes desired state, and drives
+ * tunnels, kernel rules and (in proxy mode) the proxy plane.
+ * State: the running config and its generation, the desired state, tunnel
+ * adoption results, last sync and reload results, the sync timer, and a
+ * one-deep queue so syncs never overlap.
+ */
+export class Daemon {
+  private config: SgwConfig;
+  private desired: DesiredState;
+  private generation = 1;
+  private readonly kernel = new KernelRules();
+  private proxy: ProxyPlane | null = null;
+  private admin: AdminServer | null = null;
+  private tunnels: TunnelState[] = [];
+  private lastSync: SyncResult | null = null;
+  private lastReload: { ok: boolean; at: string; problems: string[] } | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private syncing: Promise<void> | null = null;
+  private syncAgain = false;
+  private forceNext = true;
+  private stopped = false;
+  private readonly warnedSource = new Set<string>();
+
+  constructor(
+    config: SgwConfig,
+    private readonly log: Logger,
+    private readonly counters: Counters,
+  ) {
+    this.config = config;
+    this.desired = compileDesired(config);
+  }
+
+  /** Applies the configuration, opens the admin socket, starts the sync loop. */
+  async start(): Promise<void> {
+    for (const w of this.config.warnings) {
+      this.log.warn({ code: w.code, file: w.file, line: w.line, key: w.pointer }, w.message);
+    }
+    if (this.config.daemon.dataplane === 'proxy') {
+      this.proxy = new ProxyPlane(this.config.daemon.proxy, this.log, this.counters);
+    }
+    await this.sync();
+    this.admin = new AdminServer(this.config.daemon.adminSocket, (cmd) => this.command(cmd), this.log, this.counters);
+    await this.admin.listen();
+    this.schedule();
+    this.log.info(
+      { node: this.config.daemon.node, dataplane: this.config.daemon.dataplane, domains: this.config.domains.length, guests: this.desired.guests.length },
+      'sharegwd started',
+    );
+  }
+
+  private schedule(): void {
+    if (this.stopped) {
+      return;
+    }
+    this.timer = setTimeout(() => {
+      void this.sync().finally(() => this.schedule());
+    }, this.config.daemon.syncIntervalMs);
+    this.timer.unref();
+  }
+
+  /** Runs one sync now, or once more after the running one. Never throws. */
+  sync(): Promise<void> {
+    if (this.syncing !== null) {
+      this.syncAgain = true;
+      return this.syncing;
+    }
+    this.syncing = this.doSync().finally(() => {
+      this.syncing = null;
+      if (this.syncAgain && !this.stopped) {
+        this.syncAgain = false;
+        void this.sync();
+      }
+    });
+    return this.syncing;
+  }
+
+  private async doSync(): Promise<void> {
+    const t0 = performance.now();
+    const force = this.forceNext;
+    const desired = this.desired;
+    try {
+      const before = this.tunnels;
+      this.tunnels = await adoptTunnels(desired.guests);
+      await this.releaseRemovedTunnels(before, desired);
+      for (const t of this.tunnels) {
+        if (t.error !== undefined && !before.some((b) => b.key === t.key && b.error === t.error)) {
+          this.log.warn({ guest: t.key, iface: t.iface, error: t.error }, 'tunnel not ready');
+        }
+      }
+      await this.checkSourceIps();
+      let report;
+      if (this.proxy !== null) {
+        const ports = await this.proxy.open(desired);
+        report = await this.kernel.apply(desired, ports, !force);
+        await this.proxy.closeStale(ports);
+      } else {
+        await enableForwarding();
+        report = await this.kernel.apply(desired, undefined, !force);
+      }
+      this.forceNext = false;
+      this.lastSync = { ok: true, at: new Date().toISOString(), durationMs: performance.now() - t0, applied: report !== null };
+      if (report !== null) {
+        this.counters.inc('sharegw_rule_applies_total', { result: 'ok' });
+        this.log.info({ generation: this.generation, lines: report.lines, ms: Math.round(report.durationMs) }, 'rules applied');
+      }
+    } catch (err) {
+      const e = describeError(err);
+      const context = (err as { context?: unknown }).context;
+      this.counters.inc('sharegw_rule_applies_total', { result: 'error' });
+      this.counters.inc('sharegw_sync_errors_total', { code: e.code });
+      this.forceNext = true;
+      this.lastSync = { ok: false, at: new Date().toISOString(), durationMs: performance.now() - t0, applied: false, error: { ...e, ...(typeof context === 'string' && context !== '' ? { context } : {}) } };
+      this.log.error({ code: e.code, err: e.message, context }, 'sync failed; keeping the last applied state and retrying');
+    }
+  }
+
+  private async releaseRemovedTunnels(before: TunnelState[], desired: DesiredState): Promise<void> {
+    const keep = new Set(desired.guests.map((g) => g.iface));
+    for (const t of before) {
+      if (!keep.has(t.iface) && t.present) {
+        const old = this.previousGuests.get(t.key);
+        if (old !== undefined) {
+          await releaseTunnel(old.iface, old.gatewayIp, old.guestIp);
+        }
+      }
+    }
+    this.previousGuests = new Map(desired.guests.map((g) => [g.key, { iface: g.iface, gatewayIp: g.gatewayIp, guestIp: g.guestIp }]));
+  }
+
+  private previousGuests = new Map<string, { iface: string; gatewayIp: string; guestIp: string }>();
+
+  private async checkSourceIps(): Promise<void> {
+    for (const d of this.config.domains) {
+      const ip = d.sourceIp.text;
+      if (!this.warnedSource.has(ip) && !(await isLocalAddress(ip))) {
+        this.warnedSource.add(ip);
+        this.log.warn({ domain: d.name, sourceIp: ip }, 'source IP is not assigned to any interface here; backends cannot answer it');
+      }
+    }
+  }
+
+  /**
+   * Re-reads and fully validates the configuration. On success swaps it in
+   * and syncs; on failure keeps running on the old one and reports every
+   * problem. Returns the problems (empty on success).
+   */
+  async reload(): Promise<string[]> {
+    const at = new Date().toISOString();
+    let next: SgwConfig;
+    try {
+      next = loadConfig(this.config.daemon.file);
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems.map(formatProblem) : [describeError(err).message];
+      for (const p of problems) {
+        this.log.error({ code: 'SGW_ERR_CONFIG_RELOAD_REJECTED' }, p);
+      }
+      this.counters.inc('sharegw_reloads_total', { result: 'rejected' });
+      this.lastReload = { ok: false, at, problems };
+      return problems;
+    }
+    if (next.daemon.dataplane !== this.config.daemon.dataplane || next.daemon.adminSocket !== this.config.daemon.adminSocket) {
+      const problems = ['dataplane and adminSocket cannot change on reload; restart the daemon'];
+      this.log.error({ code: 'SGW_ERR_CONFIG_RELOAD_REJECTED' }, problems[0]);
+      this.counters.inc('sharegw_reloads_total', { result: 'rejected' });
+      this.lastReload = { ok: false, at, problems };
+      return problems;
+    }
+    this.config = next;
+    this.desired = compileDesired(next);
+    this.generation++;
+    this.forceNext = true;
+    this.lastReload = { ok: true, at, problems: [] };
+    this.counters.inc('sharegw_reloads_total', { result: 'ok' });
+    this.log.info({ generation: this.generation, domains: next.domains.length, guests: this.desired.guests.length }, 'configuration reloaded');
+    for (const w of next.warnings) {
+      this.log.warn({ code: w.code, file: w.file, line: w.line, key: w.pointer }, w.message);
+    }
+    await this.sync();
+    return [];
+  }
+
+  private async command(cmd: string): Promise<unknown> {
+    switch (cmd) {
+      case 'ping': {
+        return { pong: true };
+      }
+      case 'reload': {
+        const problems = await this.reload();
+        return { ok: problems.length === 0, problems };
+      }
+      default: {
+        return this.status();
+      }
+    }
+  }
+
+  /** Everything an operator needs to see; no secrets. */
+  async status(): Promise<unknown> {
+    let kernel: unknown = null;
+    try {
+      kernel = await this.kernel.counters();
+    } catch (err) {
+      kernel = { error: describeError(err) };
+    }
+    const tunnelByKey = new Map(this.tunnels.map((t) => [t.key, t]));
+    return {
+      node: this.config.daemon.node,
+      dataplane: this.config.daemon.dataplane,
+      pid: process.pid,
+      generation: this.generation,
+      lastSync: this.lastSync,
+      lastReload: this.lastReload,
+      domains: this.config.domains.map((d) => ({
+        name: d.name,
+        project: d.project,
+        sourceIp: d.sourceIp.text,
+        shares: d.shares.length,
+        guests: this.desired.guests
+          .filter((g) => g.domain === d.name)
+          .map((g) => ({
+            instance: g.instance,
+            tunnel: g.iface,
+            guestIp: g.guestIp,
+            tunnelState: tunnelByKey.get(g.key)?.error ?? (tunnelByKey.get(g.key)?.present === true ? 'adopted' : 'unknown'),
+            grants: g.grants.map((gr) => ({ backend: `${gr.backend}:${gr.port}`, service: gr.service, level: gr.level, shares: gr.shares.map((s) => s.id), plane: this.config.daemon.dataplane })),
+          })),
+      })),
+      kernel,
+      proxy: this.proxy === null ? null : { listeners: this.proxy.listenerCount(), flows: this.proxy.flows() },
+      counters: this.counters.snapshot(),
+    };
+  }
+
+  /** Orderly stop: no new work, drain proxied flows, keep or remove rules. */
+  async stop(): Promise<void> {
+    if (this.stopped) {
+      return;
+    }
+    this.stopped = true;
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+    }
+    await this.admin?.close();
+    if (this.syncing !== null) {
+      await this.syncing;
+    }
+    await this.proxy?.close(this.config.daemon.proxy.drainTimeoutMs);
+    if (!this.config.daemon.keepRulesOnExit) {
+      try {
+        await this.kernel.cleanup();
+      } catch (err) {
+        this.log.error({ ...describeError(err) }, 'cleanup on exit failed');
+      }
+    }
+    this.log.info({ keptRules: this.config.daemon.keepRulesOnExit }, 'sharegwd stopped');
+  }
+}

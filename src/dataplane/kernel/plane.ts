@@ -1,0 +1,97 @@
+import type { DesiredState } from '../../model/desired';
+import { PREFIX } from './chains';
+import { renderCleanup, renderRules } from './render';
+import { restoreRules, saveRuleset } from './restore';
+import { parseSave, ruleChain } from './save-parse';
+import type { SavedRuleset } from './save-parse';
+
+/** What one apply did. */
+export interface ApplyReport {
+  lines: number;
+  durationMs: number;
+}
+
+/** Per-guest kernel counters read from our rules' comments. */
+export interface KernelCounters {
+  /** key: `domain/instance`, value: packets per reason (antispoof, deny, deny-local). */
+  byGuest: Record<string, Record<string, number>>;
+}
+
+/**
+ * The kernel rule programmer: read what is there, render what should be,
+ * restore it in one batch. Holds no state between calls on purpose: the
+ * kernel is the source of truth for what is applied.
+ */
+export class KernelRules {
+  /** Counts of rules an apply flushed, so totals survive re-applies. */
+  private carried: KernelCounters = { byGuest: {} };
+  private lastText = '';
+
+  /**
+   * Renders and applies the desired state (both data planes use this).
+   * With `onlyIfChanged`, skips the restore when the rendered text equals
+   * the last applied one (which includes repairs of deleted jumps).
+   */
+  async apply(desired: DesiredState, proxyPorts?: ReadonlyMap<string, number>, onlyIfChanged = false): Promise<ApplyReport | null> {
+    const t0 = performance.now();
+    const existing = parseSave(await saveRuleset(true));
+    const text = renderRules(proxyPorts === undefined ? { desired, existing } : { desired, existing, proxyPorts });
+    if (onlyIfChanged && text === this.lastText) {
+      return null;
+    }
+    await restoreRules(text);
+    this.lastText = text;
+    addCounters(this.carried, countersOf(existing));
+    return { lines: text.split('\n').length, durationMs: performance.now() - t0 };
+  }
+
+  /** Removes every chain and jump we own. Returns whether anything was removed. */
+  async cleanup(): Promise<boolean> {
+    const text = renderCleanup(parseSave(await saveRuleset()));
+    if (text === null) {
+      return false;
+    }
+    await restoreRules(text);
+    return true;
+  }
+
+  /** Denial and anti-spoof counters of our rules, including flushed ones. */
+  async counters(): Promise<KernelCounters> {
+    const now = countersOf(parseSave(await saveRuleset(true)));
+    const total: KernelCounters = { byGuest: {} };
+    addCounters(total, this.carried);
+    addCounters(total, now);
+    return total;
+  }
+}
+
+function addCounters(into: KernelCounters, from: KernelCounters): void {
+  for (const [key, reasons] of Object.entries(from.byGuest)) {
+    const g = (into.byGuest[key] ??= {});
+    for (const [reason, n] of Object.entries(reasons)) {
+      g[reason] = (g[reason] ?? 0) + n;
+    }
+  }
+}
+
+/** Reads per-guest counters off rule comments (`sharegw KEY REASON`). */
+export function countersOf(saved: SavedRuleset): KernelCounters {
+  const byGuest: Record<string, Record<string, number>> = {};
+    for (const table of saved.values()) {
+      table.rules.forEach((rule, i) => {
+        if (!ruleChain(rule).startsWith(PREFIX)) {
+          return;
+        }
+        const m = /--comment "?sharegw (\S+) (antispoof|deny|deny-local)"?/.exec(rule);
+        const c = table.counters[i];
+        if (m === null || c === null || c === undefined) {
+          return;
+        }
+        const key = m[1] ?? '';
+        const reason = m[2] ?? '';
+        const g = (byGuest[key] ??= {});
+        g[reason] = (g[reason] ?? 0) + c.packets;
+      });
+    }
+  return { byGuest };
+}

@@ -1,0 +1,179 @@
+import type { DesiredState, Grant, GuestState } from '../../model/desired';
+import { chainName, comment, ENTRY_CHAINS, JUMP_COMMENT, PREFIX, TABLES } from './chains';
+import type { Table } from './chains';
+import { ruleChain, ruleTarget, tableOf } from './save-parse';
+import type { SavedRuleset } from './save-parse';
+
+/**
+ * Pure renderer: desired state -> iptables-restore text for
+ * `iptables-restore --noflush`. It writes only chains named SGW-*, plus the
+ * single jump from each built-in chain into our entry chain.
+ *
+ * Layout (per guest G with tunnel T, guest IP g, source IP s):
+ *   raw    PREROUTING  -> SGW-PREROUTING: -i T ! -s g -> DROP   (anti-spoof)
+ *   nat    PREROUTING  -> SGW-PREROUTING: proxy plane: -i T -s g -d B --dport P -> DNAT gw:L
+ *   nat    POSTROUTING -> SGW-POSTROUTING: kernel plane: -s g -> SNAT s (privileged ports stay privileged)
+ *   filter FORWARD     -> SGW-FORWARD: -i T -> SGW-FWD-<h>; -o T: only replies
+ *          SGW-FWD-<h>: established -> ACCEPT; kernel plane: grants -> ACCEPT;
+ *                       the rest -> REJECT (tcp-reset for TCP, so denials fail fast)
+ *   filter INPUT       -> SGW-INPUT: -i T -> SGW-IN-<h>
+ *          SGW-IN-<h>: established, ping -> ACCEPT; proxy plane: DNATed listener ports -> ACCEPT;
+ *                      the rest -> REJECT
+ *
+ * With --noflush, declaring a chain (`:NAME - [0:0]`) flushes it, so each
+ * run replaces our chains' contents atomically; stale chains of removed
+ * guests are flushed, then deleted after the rules that referenced them are
+ * gone (kube-proxy syncProxyRules does the same).
+ */
+
+/** Key of a proxy listener: one per guest, backend and port. */
+export function proxyKey(guestKey: string, backend: string, port: number): string {
+  return `${guestKey}|${backend}:${port}`;
+}
+
+export interface RenderInput {
+  desired: DesiredState;
+  /** `iptables-save` of the tables we touch, taken just before applying. */
+  existing: SavedRuleset;
+  /** Proxy plane: listener port per proxyKey(). Missing keys are not redirected. */
+  proxyPorts?: ReadonlyMap<string, number>;
+}
+
+type Lines = Record<Table, string[]>;
+
+/** Renders the complete restore input for the desired state. */
+export function renderRules(input: RenderInput): string {
+  const { desired, existing } = input;
+  const proxy = desired.dataplane === 'proxy';
+  const decl: Lines = { raw: [], nat: [], filter: [] };
+  const rules: Lines = { raw: [], nat: [], filter: [] };
+  const wanted: Record<Table, Set<string>> = { raw: new Set(), nat: new Set(), filter: new Set() };
+  const chain = (t: Table, name: string): void => {
+    if (!wanted[t].has(name)) {
+      wanted[t].add(name);
+      decl[t].push(`:${name} - [0:0]`);
+    }
+  };
+  for (const e of ENTRY_CHAINS) {
+    chain(e.table, e.chain);
+  }
+
+  for (const g of desired.guests) {
+    const tag = `sharegw ${g.key}`;
+    const fwd = chainName('FWD', g.key);
+    const inp = chainName('IN', g.key);
+    chain('filter', fwd);
+    chain('filter', inp);
+
+    // A guest is identified by its tunnel: only its own address may enter there.
+    rules.raw.push(`-A SGW-PREROUTING -i ${g.iface} ! -s ${g.guestIp}/32 ${comment(`${tag} antispoof`)} -j DROP`);
+
+    rules.filter.push(`-A SGW-FORWARD -i ${g.iface} ${comment(tag)} -j ${fwd}`);
+    rules.filter.push(`-A SGW-FORWARD -o ${g.iface} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
+    rules.filter.push(`-A SGW-FORWARD -o ${g.iface} ${comment(`${tag} inbound`)} -j DROP`);
+    rules.filter.push(`-A SGW-INPUT -i ${g.iface} ${comment(tag)} -j ${inp}`);
+
+    rules.filter.push(`-A ${fwd} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
+    rules.filter.push(`-A ${inp} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
+    rules.filter.push(`-A ${inp} -p icmp -m icmp --icmp-type 8 -m limit --limit 10/sec -j ACCEPT`);
+
+    if (proxy) {
+      renderProxyGuest(g, input.proxyPorts, rules, inp);
+    } else {
+      for (const gr of g.grants) {
+        rules.filter.push(`-A ${fwd} -d ${gr.backend}/32 -p tcp -m tcp --dport ${gr.port} ${comment(grantTag(tag, gr))} -j ACCEPT`);
+      }
+      // Keep privileged source ports privileged: NFS servers with `secure`
+      // exports refuse others. NAT keeps the original port when it is free.
+      rules.nat.push(`-A SGW-POSTROUTING -s ${g.guestIp}/32 -p tcp -m tcp --sport 1:1023 ${comment(`${tag} snat`)} -j SNAT --to-source ${g.sourceIp}:1-1023`);
+      rules.nat.push(`-A SGW-POSTROUTING -s ${g.guestIp}/32 ${comment(`${tag} snat`)} -j SNAT --to-source ${g.sourceIp}`);
+    }
+    denyRules(rules.filter, fwd, `${tag} deny`);
+    denyRules(rules.filter, inp, `${tag} deny-local`);
+  }
+
+  const out: string[] = [];
+  for (const t of TABLES) {
+    const have = tableOf(existing, t);
+    const stale = [...have.chains].filter((c) => c.startsWith(PREFIX) && !wanted[t].has(c)).sort();
+    out.push(`*${t}`);
+    out.push(...decl[t]);
+    out.push(...stale.map((c) => `:${c} - [0:0]`));
+    out.push(...jumpRepairs(t, have.rules));
+    out.push(...rules[t]);
+    out.push(...stale.map((c) => `-X ${c}`));
+    out.push('COMMIT');
+  }
+  return `${out.join('\n')}\n`;
+}
+
+function renderProxyGuest(g: GuestState, ports: ReadonlyMap<string, number> | undefined, rules: Lines, inp: string): void {
+  const tag = `sharegw ${g.key}`;
+  const local: number[] = [];
+  for (const gr of g.grants) {
+    const lp = ports?.get(proxyKey(g.key, gr.backend, gr.port));
+    if (lp === undefined) {
+      continue;
+    }
+    local.push(lp);
+    rules.nat.push(
+      `-A SGW-PREROUTING -i ${g.iface} -s ${g.guestIp}/32 -d ${gr.backend}/32 -p tcp -m tcp --dport ${gr.port} ${comment(grantTag(tag, gr))} -j DNAT --to-destination ${g.gatewayIp}:${lp}`,
+    );
+  }
+  // Only connections the kernel redirected for this guest reach its listeners.
+  for (const lp of local) {
+    rules.filter.push(`-A ${inp} -d ${g.gatewayIp}/32 -p tcp -m tcp --dport ${lp} -m conntrack --ctstate DNAT -j ACCEPT`);
+  }
+}
+
+function denyRules(into: string[], chain: string, tag: string): void {
+  into.push(`-A ${chain} -p tcp ${comment(tag)} -j REJECT --reject-with tcp-reset`);
+  into.push(`-A ${chain} ${comment(tag)} -j REJECT --reject-with icmp-admin-prohibited`);
+}
+
+function grantTag(tag: string, gr: Grant): string {
+  const ids = gr.shares.map((s) => s.id);
+  const shown = ids.length > 3 ? `${ids.slice(0, 3).join(',')},+${ids.length - 3}` : ids.join(',');
+  return `${tag} ${gr.service} ${gr.level} share=${shown}`;
+}
+
+/**
+ * Ensures exactly one jump from each built-in chain into our entry chain:
+ * inserts it first when missing, deletes duplicates. Existence only, not
+ * position: fighting other managers for position 1 would churn forever.
+ */
+function jumpRepairs(t: Table, existingRules: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const e of ENTRY_CHAINS.filter((x) => x.table === t)) {
+    const jumps = existingRules.filter((r) => ruleChain(r) === e.builtin && ruleTarget(r) === e.chain);
+    if (jumps.length === 0) {
+      out.push(`-I ${e.builtin} 1 ${comment(JUMP_COMMENT)} -j ${e.chain}`);
+    }
+    for (const extra of jumps.slice(1)) {
+      out.push(extra.replace(/^-A /, '-D '));
+    }
+  }
+  return out;
+}
+
+/**
+ * Restore input that removes everything we own: every jump from a built-in
+ * chain into an SGW-* chain, then every SGW-* chain. Null when nothing is
+ * ours. Used by `sharegwd --cleanup`.
+ */
+export function renderCleanup(existing: SavedRuleset): string | null {
+  const out: string[] = [];
+  for (const [t, have] of existing) {
+    const ours = [...have.chains].filter((c) => c.startsWith(PREFIX)).sort();
+    const jumps = have.rules.filter((r) => !ruleChain(r).startsWith(PREFIX) && (ruleTarget(r) ?? '').startsWith(PREFIX));
+    if (ours.length === 0 && jumps.length === 0) {
+      continue;
+    }
+    out.push(`*${t}`);
+    out.push(...ours.map((c) => `:${c} - [0:0]`));
+    out.push(...jumps.map((r) => r.replace(/^-A /, '-D ')));
+    out.push(...ours.map((c) => `-X ${c}`));
+    out.push('COMMIT');
+  }
+  return out.length === 0 ? null : `${out.join('\n')}\n`;
+}

@@ -1,0 +1,92 @@
+import { spawn } from 'node:child_process';
+import { KernelApplyError } from '../../errors';
+
+/**
+ * The only place that runs iptables-save and iptables-restore. Everything
+ * else renders text (pure) and hands it here.
+ */
+
+/** Overridable binaries (tests point these at a netns wrapper if needed). */
+export const BINARIES = {
+  save: process.env['SGW_IPTABLES_SAVE'] ?? 'iptables-save',
+  restore: process.env['SGW_IPTABLES_RESTORE'] ?? 'iptables-restore',
+};
+
+/** Seconds to wait for the xtables lock held by another program. */
+const LOCK_WAIT_S = '5';
+
+interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(cmd: string, args: string[], input?: string): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+    });
+    // A child that exits before reading its input must not crash us (EPIPE).
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input ?? '');
+  });
+}
+
+/** `iptables-save` of all tables, with packet/byte counters when asked. */
+export async function saveRuleset(counters = false): Promise<string> {
+  let r: RunResult;
+  try {
+    r = await run(BINARIES.save, counters ? ['-c'] : []);
+  } catch (err) {
+    throw new KernelApplyError('SGW_ERR_KERNEL_SAVE_FAILED', `cannot run ${BINARIES.save}: ${(err as Error).message}`, { exitCode: null, stderr: '' });
+  }
+  if (r.code !== 0) {
+    throw new KernelApplyError('SGW_ERR_KERNEL_SAVE_FAILED', `${BINARIES.save} exited ${String(r.code)}: ${r.stderr.trim()}`, { exitCode: r.code, stderr: r.stderr });
+  }
+  return r.stdout;
+}
+
+/**
+ * Applies restore input atomically with `--noflush`: a batch with one bad
+ * line applies nothing. On failure the error carries the exit code, stderr
+ * and the failing line with three lines around it.
+ */
+export async function restoreRules(text: string): Promise<void> {
+  let r: RunResult;
+  try {
+    r = await run(BINARIES.restore, ['-w', LOCK_WAIT_S, '--noflush'], text);
+  } catch (err) {
+    throw new KernelApplyError('SGW_ERR_KERNEL_RESTORE_FAILED', `cannot run ${BINARIES.restore}: ${(err as Error).message}`, { exitCode: null, stderr: '' });
+  }
+  if (r.code !== 0) {
+    const context = failureContext(text, r.stderr);
+    throw new KernelApplyError('SGW_ERR_KERNEL_RESTORE_FAILED', `${BINARIES.restore} exited ${String(r.code)}: ${r.stderr.trim().split('\n')[0] ?? ''}`, {
+      exitCode: r.code,
+      stderr: r.stderr,
+      context,
+    });
+  }
+}
+
+/** The failing line (from "line N failed" / "at line: N") with ±3 lines. */
+export function failureContext(text: string, stderr: string): string {
+  const m = /line:? (\d+)(?: failed)?/i.exec(stderr);
+  if (m === null) {
+    return '';
+  }
+  const n = Number(m[1]);
+  const lines = text.split('\n');
+  const from = Math.max(1, n - 3);
+  const to = Math.min(lines.length, n + 3);
+  const out: string[] = [];
+  for (let i = from; i <= to; i++) {
+    out.push(`${i === n ? '>' : ' '}${String(i).padStart(5)}: ${lines[i - 1] ?? ''}`);
+  }
+  return out.join('\n');
+}

@@ -1,0 +1,239 @@
+import * as net from 'node:net';
+import type { ProxySettings } from '../../model/config';
+import type { DesiredState, GuestState } from '../../model/desired';
+import type { Counters } from '../../observability/counters';
+import type { Logger } from '../../observability/logger';
+import { proxyKey } from '../kernel/render';
+import { Session } from './session';
+import type { CloseReason } from './session';
+
+/** One listener: the port identifies guest, backend and port (no SO_ORIGINAL_DST needed). */
+interface Listener {
+  key: string;
+  guestKey: string;
+  backend: string;
+  port: number;
+  localPort: number;
+  bindAddr: string;
+  server: net.Server;
+}
+
+/** A live proxied flow, as status shows it. */
+export interface FlowInfo {
+  guest: string;
+  backend: string;
+  port: number;
+  guestPort: number;
+  up: number;
+  down: number;
+  ageMs: number;
+}
+
+/**
+ * The user-space data plane. The kernel DNATs each granted (guest, backend,
+ * port) to its own local port on the guest's gateway address, so the
+ * listening port tells us the original destination and which guest it is;
+ * the kernel rules also make sure only that guest's tunnel reaches it.
+ * State: listeners by key, allocated ports (stable across reloads), live
+ * sessions, and the current desired state that every new connection is
+ * checked against.
+ */
+export class ProxyPlane {
+  private readonly listeners = new Map<string, Listener>();
+  private readonly ports = new Map<string, number>();
+  private readonly sessions = new Set<Session>();
+  private readonly perGuest = new Map<string, number>();
+  private readonly meta = new WeakMap<Session, { guestKey: string; backend: string; port: number }>();
+  private guests = new Map<string, GuestState>();
+  private closing = false;
+
+  constructor(
+    private readonly settings: ProxySettings,
+    private readonly log: Logger,
+    private readonly counters: Counters,
+  ) {}
+
+  /**
+   * Opens listeners for every grant of `desired` (new ones only) and makes
+   * `desired` the state new connections are checked against. Returns the
+   * ports that are listening, for the DNAT rules; a grant whose listener
+   * could not bind (tunnel not there yet) is left out and retried next sync.
+   */
+  async open(desired: DesiredState): Promise<Map<string, number>> {
+    this.guests = new Map(desired.guests.map((g) => [g.key, g]));
+    const active = new Map<string, number>();
+    for (const g of desired.guests) {
+      for (const gr of g.grants) {
+        const key = proxyKey(g.key, gr.backend, gr.port);
+        const have = this.listeners.get(key);
+        if (have !== undefined && have.bindAddr === g.gatewayIp) {
+          active.set(key, have.localPort);
+          continue;
+        }
+        if (have !== undefined) {
+          await this.closeListener(have);
+        }
+        const localPort = this.allocate(key);
+        if (localPort === null) {
+          this.log.error({ guest: g.key }, 'proxy port range exhausted');
+          this.counters.inc('sharegw_proxy_listen_errors_total', { code: 'SGW_ERR_PROXY_PORTS_EXHAUSTED' });
+          continue;
+        }
+        try {
+          const l = await this.listen(key, g, gr.backend, gr.port, localPort);
+          this.listeners.set(key, l);
+          active.set(key, localPort);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code ?? 'ERR';
+          this.counters.inc('sharegw_proxy_listen_errors_total', { code });
+          this.log.warn({ guest: g.key, addr: `${g.gatewayIp}:${localPort}`, code }, 'proxy listener not ready; will retry');
+        }
+      }
+    }
+    return active;
+  }
+
+  /** Closes listeners no grant of the current state needs (call after rules moved off them). */
+  async closeStale(active: ReadonlyMap<string, number>): Promise<void> {
+    for (const [key, l] of [...this.listeners]) {
+      if (!active.has(key)) {
+        await this.closeListener(l);
+        this.ports.delete(key);
+      }
+    }
+  }
+
+  private allocate(key: string): number | null {
+    const have = this.ports.get(key);
+    if (have !== undefined) {
+      return have;
+    }
+    const used = new Set(this.ports.values());
+    for (let p = this.settings.portRange.from; p <= this.settings.portRange.to; p++) {
+      if (!used.has(p)) {
+        this.ports.set(key, p);
+        return p;
+      }
+    }
+    return null;
+  }
+
+  private listen(key: string, g: GuestState, backend: string, port: number, localPort: number): Promise<Listener> {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true });
+      const l: Listener = { key, guestKey: g.key, backend, port, localPort, bindAddr: g.gatewayIp, server };
+      server.on('connection', (sock) => this.accept(l, sock));
+      server.once('error', reject);
+      server.listen({ host: g.gatewayIp, port: localPort, backlog: 511 }, () => {
+        server.off('error', reject);
+        server.on('error', (err) => this.log.error({ err: (err as Error).message, key }, 'listener error'));
+        resolve(l);
+      });
+    });
+  }
+
+  private deny(sock: net.Socket, guest: string, reason: string): void {
+    this.counters.inc('sharegw_proxy_denied_total', { reason });
+    this.log.info({ guest, reason, from: `${sock.remoteAddress ?? '?'}:${sock.remotePort ?? 0}` }, 'proxy connection denied');
+    sock.on('error', () => undefined);
+    sock.resetAndDestroy();
+  }
+
+  private accept(l: Listener, sock: net.Socket): void {
+    const g = this.guests.get(l.guestKey);
+    if (this.closing) {
+      this.deny(sock, l.guestKey, 'shutting-down');
+      return;
+    }
+    if (g === undefined) {
+      this.deny(sock, l.guestKey, 'no-such-guest');
+      return;
+    }
+    // Defence in depth: the kernel only lets this guest's tunnel reach here.
+    if (sock.remoteAddress !== g.guestIp && sock.remoteAddress !== `::ffff:${g.guestIp}`) {
+      this.deny(sock, g.key, 'identity-mismatch');
+      return;
+    }
+    if (!g.grants.some((gr) => gr.backend === l.backend && gr.port === l.port)) {
+      this.deny(sock, g.key, 'no-grant');
+      return;
+    }
+    const n = this.perGuest.get(g.key) ?? 0;
+    if (n >= this.settings.maxConnectionsPerGuest) {
+      this.deny(sock, g.key, 'connection-limit');
+      return;
+    }
+    this.perGuest.set(g.key, n + 1);
+    this.counters.inc('sharegw_proxy_connections_total', { domain: g.domain });
+    const s = new Session(
+      sock,
+      {
+        backend: l.backend,
+        port: l.port,
+        sourceIp: g.sourceIp,
+        connectTimeoutMs: this.settings.connectTimeoutMs,
+        idleTimeoutMs: this.settings.idleTimeoutMs,
+        keepAliveMs: this.settings.keepAliveMs,
+      },
+      this.log,
+      this.counters,
+      (ended, reason) => this.ended(ended, reason),
+    );
+    this.sessions.add(s);
+    this.meta.set(s, { guestKey: g.key, backend: l.backend, port: l.port });
+    s.start();
+  }
+
+  private ended(s: Session, reason: CloseReason): void {
+    this.sessions.delete(s);
+    const m = this.meta.get(s);
+    if (m !== undefined) {
+      this.perGuest.set(m.guestKey, Math.max(0, (this.perGuest.get(m.guestKey) ?? 1) - 1));
+    }
+    const b = s.bytes();
+    this.counters.inc('sharegw_proxy_closed_total', { reason });
+    this.counters.inc('sharegw_proxy_bytes_total', { dir: 'up' }, b.up);
+    this.counters.inc('sharegw_proxy_bytes_total', { dir: 'down' }, b.down);
+  }
+
+  private closeListener(l: Listener): Promise<void> {
+    this.listeners.delete(l.key);
+    return new Promise((resolve) => l.server.close(() => resolve()));
+  }
+
+  /** Live flows, for status. */
+  flows(): FlowInfo[] {
+    const now = Date.now();
+    return [...this.sessions].map((s) => {
+      const m = this.meta.get(s);
+      const b = s.bytes();
+      return {
+        guest: m?.guestKey ?? '?',
+        backend: m?.backend ?? '?',
+        port: m?.port ?? 0,
+        guestPort: s.guest.remotePort ?? 0,
+        up: b.up,
+        down: b.down,
+        ageMs: now - s.startedAt,
+      };
+    });
+  }
+
+  /** Listener count, for status. */
+  listenerCount(): number {
+    return this.listeners.size;
+  }
+
+  /** Stops accepting, lets flows drain up to `drainMs`, then resets the rest. */
+  async close(drainMs: number): Promise<void> {
+    this.closing = true;
+    await Promise.all([...this.listeners.values()].map((l) => this.closeListener(l)));
+    const deadline = Date.now() + drainMs;
+    while (this.sessions.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (const s of [...this.sessions]) {
+      s.close('shutdown');
+    }
+  }
+}

@@ -1,0 +1,147 @@
+import * as net from 'node:net';
+import type { Counters } from '../../observability/counters';
+import type { Logger } from '../../observability/logger';
+
+/** Settings a relay needs. */
+export interface RelayOptions {
+  backend: string;
+  port: number;
+  sourceIp: string;
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  keepAliveMs: number;
+}
+
+/** Why a session ended; stable values (logs, counters). */
+export type CloseReason = 'done' | 'guest-error' | 'backend-error' | 'connect-failed' | 'idle' | 'shutdown' | 'revoked';
+
+const PRIV_LOW = 600;
+const PRIV_HIGH = 1023;
+const BIND_TRIES = 8;
+
+/**
+ * One proxied connection: guest socket <-> backend socket.
+ * State: the two sockets, bytes moved, and whether it has closed.
+ * Backpressure comes from pipe(); half-close is forwarded (allowHalfOpen),
+ * any error destroys both legs, and the guest sees a reset when the backend
+ * cannot be reached, as it would without a gateway.
+ */
+export class Session {
+  readonly guest: net.Socket;
+  backendSock: net.Socket | null = null;
+  readonly startedAt = Date.now();
+  private closed = false;
+  private onClose: ((s: Session, reason: CloseReason) => void) | null;
+
+  constructor(
+    guest: net.Socket,
+    private readonly opts: RelayOptions,
+    private readonly log: Logger,
+    private readonly counters: Counters,
+    onClose: (s: Session, reason: CloseReason) => void,
+  ) {
+    this.guest = guest;
+    this.onClose = onClose;
+  }
+
+  /** Connects to the backend (privileged source port if the guest used one) and relays. */
+  start(): void {
+    const g = this.guest;
+    g.pause();
+    g.setNoDelay(true);
+    g.setKeepAlive(true, this.opts.keepAliveMs);
+    g.on('error', () => this.close('guest-error'));
+    g.on('close', () => this.close('done'));
+    const guestPort = g.remotePort ?? 0;
+    const privileged = guestPort > 0 && guestPort < 1024;
+    this.connect(privileged ? guestPort : 0, privileged, BIND_TRIES);
+  }
+
+  private connect(localPort: number, privileged: boolean, triesLeft: number): void {
+    const o = this.opts;
+    const sock = net.connect({
+      host: o.backend,
+      port: o.port,
+      localAddress: o.sourceIp,
+      ...(localPort > 0 ? { localPort } : {}),
+      noDelay: true,
+      allowHalfOpen: true,
+    });
+    this.backendSock = sock;
+    const timer = setTimeout(() => sock.destroy(new Error('connect timeout')), o.connectTimeoutMs);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      if (this.closed) {
+        sock.destroy();
+        return;
+      }
+      this.relay(sock);
+    });
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (this.closed) {
+        return;
+      }
+      if (sock.remotePort === undefined && err.code === 'EADDRINUSE' && privileged && triesLeft > 1) {
+        // Another guest of this domain uses that port to this backend: pick
+        // another privileged one so `secure` exports still accept us.
+        const next = PRIV_LOW + Math.floor(Math.random() * (PRIV_HIGH - PRIV_LOW + 1));
+        this.connect(next, privileged, triesLeft - 1);
+        return;
+      }
+      const connected = sock.remotePort !== undefined && sock.bytesRead + sock.bytesWritten > 0;
+      this.counters.inc('sharegw_proxy_backend_errors_total', { code: err.code ?? 'ERR' });
+      this.log.debug({ err: err.code, backend: o.backend, port: o.port }, 'backend leg failed');
+      this.close(connected ? 'backend-error' : 'connect-failed');
+    });
+  }
+
+  private relay(b: net.Socket): void {
+    const g = this.guest;
+    b.setKeepAlive(true, this.opts.keepAliveMs);
+    b.on('close', () => this.close('done'));
+    if (this.opts.idleTimeoutMs > 0) {
+      g.setTimeout(this.opts.idleTimeoutMs, () => this.close('idle'));
+    }
+    g.pipe(b);
+    b.pipe(g);
+    g.resume();
+  }
+
+  /** Bytes guest->backend and backend->guest so far. */
+  bytes(): { up: number; down: number } {
+    return { up: this.guest.bytesRead, down: this.guest.bytesWritten };
+  }
+
+  /** Closes both legs once; a reset tells the guest at once that it is over. */
+  close(reason: CloseReason): void {
+    if (this.closed) {
+      return;
+    }
+    this.closed = true;
+    const b = this.backendSock;
+    if (reason === 'done') {
+      // Orderly end of one side: let pipe() finish flushing the other.
+      this.guest.end();
+      b?.end();
+      setTimeout(() => {
+        this.guest.destroy();
+        b?.destroy();
+      }, 2000).unref();
+    } else {
+      if (!this.guest.destroyed) {
+        this.guest.resetAndDestroy();
+      }
+      if (b !== null && !b.destroyed) {
+        if (b.connecting) {
+          b.destroy();
+        } else {
+          b.resetAndDestroy();
+        }
+      }
+    }
+    const cb = this.onClose;
+    this.onClose = null;
+    cb?.(this, reason);
+  }
+}

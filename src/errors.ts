@@ -1,0 +1,95 @@
+/**
+ * Error catalogue. Every error carries a stable `code` (SGW_ERR_<AREA>_<WHAT>);
+ * codes are API: metrics labels, log fields and tests use them, never messages.
+ */
+
+/** Base class of every error sharegw raises on purpose. */
+export class SgwError extends Error {
+  /** Stable machine-readable code. */
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** Where in which file a configuration problem was found. */
+export interface ConfigLocation {
+  file: string;
+  line?: number;
+  col?: number;
+  /** JSON-pointer-like path of the key, e.g. `/guests/0/tunnel/guestIp`. */
+  pointer: string;
+}
+
+/** One configuration problem; a ConfigError holds one or more. */
+export interface ConfigProblem extends ConfigLocation {
+  code: string;
+  message: string;
+}
+
+/** Formats a problem as `file:line:col: key: message [code]`. */
+export function formatProblem(p: ConfigProblem): string {
+  const pos = p.line === undefined ? p.file : `${p.file}:${p.line}:${p.col ?? 1}`;
+  const key = p.pointer === '' ? '(document)' : p.pointer;
+  return `${pos}: ${key}: ${p.message} [${p.code}]`;
+}
+
+/** Invalid configuration: carries every problem found, not just the first. */
+export class ConfigError extends SgwError {
+  readonly problems: readonly ConfigProblem[];
+
+  constructor(problems: readonly ConfigProblem[]) {
+    const first = problems[0];
+    const head = first ? formatProblem(first) : 'invalid configuration';
+    const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
+    super(first?.code ?? 'SGW_ERR_CONFIG_INVALID', `${head}${more}`);
+    this.problems = problems;
+  }
+}
+
+/** iptables-restore (or -save) failed; carries exit code, stderr and context. */
+export class KernelApplyError extends SgwError {
+  readonly exitCode: number | null;
+  readonly stderr: string;
+  /** The failing line of the restore input with up to 3 lines around it. */
+  readonly context: string;
+
+  constructor(
+    code: string,
+    message: string,
+    details: { exitCode: number | null; stderr: string; context?: string },
+  ) {
+    super(code, message);
+    this.exitCode = details.exitCode;
+    this.stderr = details.stderr;
+    this.context = details.context ?? '';
+  }
+}
+
+/** A host networking operation (tunnel adoption, sysctl) failed. */
+export class HostNetError extends SgwError {}
+
+/** An object was used after it was closed, or in the wrong state. */
+export class InvalidStateError extends SgwError {
+  constructor(message: string) {
+    super('SGW_ERR_INVALID_STATE', message);
+  }
+}
+
+/** The admin protocol saw a malformed request or response. */
+export class AdminProtocolError extends SgwError {}
+
+/** Returns a short, secret-free description of any thrown value. */
+export function describeError(err: unknown): { code: string; message: string } {
+  if (err instanceof SgwError) {
+    return { code: err.code, message: err.message };
+  }
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return { code: typeof code === 'string' ? code : 'SGW_ERR_INTERNAL', message: err.message };
+  }
+  return { code: 'SGW_ERR_INTERNAL', message: String(err) };
+}

@@ -1,0 +1,82 @@
+import type { ConfigProblem } from '../errors';
+import type { Cidr, Ip } from '../util/ip';
+import type { ExportLocation, ShareProto } from './export-location';
+
+/** Validated configuration types: what the rest of the daemon consumes. */
+
+export type Dataplane = 'kernel' | 'proxy';
+export type AccessLevel = 'rw' | 'ro';
+
+/** A guest's point-to-point tunnel; the host end is adopted by the daemon. */
+export interface Tunnel {
+  iface: string;
+  guestIp: Ip;
+  gatewayIp: Ip;
+}
+
+export interface Guest {
+  instance: string;
+  tunnel: Tunnel;
+  /** The guest's tenant addresses; access rules match these. */
+  addresses: Ip[];
+}
+
+export interface AccessRule {
+  type: 'ip' | 'user' | 'cert' | 'cephx';
+  to: string;
+  /** Set for `ip` rules only. */
+  cidr: Cidr | null;
+  level: AccessLevel;
+}
+
+export interface Share {
+  id: string;
+  name?: string;
+  proto: ShareProto;
+  exportLocations: ExportLocation[];
+  accessRules: AccessRule[];
+  nfsv3: boolean;
+  mountdPort: number;
+}
+
+/** One tenant security domain (a Manila share network). */
+export interface Domain {
+  file: string;
+  name: string;
+  project: string;
+  shareNetwork?: string;
+  sourceIp: Ip;
+  guests: Guest[];
+  shares: Share[];
+}
+
+export interface ProxySettings {
+  portRange: { from: number; to: number };
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+  keepAliveMs: number;
+  drainTimeoutMs: number;
+  maxConnectionsPerGuest: number;
+}
+
+export interface DaemonConfig {
+  file: string;
+  node: string;
+  dataplane: Dataplane;
+  domainsDir: string;
+  stateDir: string;
+  adminSocket: string;
+  metrics: string | null;
+  syncIntervalMs: number;
+  logLevel: string;
+  keepRulesOnExit: boolean;
+  proxy: ProxySettings;
+}
+
+/** The whole validated configuration of one host. */
+export interface SgwConfig {
+  daemon: DaemonConfig;
+  domains: Domain[];
+  /** Things that are valid but worth an operator's attention. */
+  warnings: ConfigProblem[];
+}

@@ -1,0 +1,45 @@
+import type { AccessLevel, Dataplane } from './config';
+import type { ShareProto } from './export-location';
+
+/** Which server a port belongs to; used in comments, status and explain. */
+export type Service = 'nfs' | 'portmap' | 'mountd' | 'smb';
+
+/** One share's contribution to a grant. */
+export interface GrantShare {
+  id: string;
+  level: AccessLevel;
+}
+
+/** A guest may open TCP connections to backend:port. */
+export interface Grant {
+  backend: string;
+  port: number;
+  service: Service;
+  proto: ShareProto;
+  /** rw if any contributing share grants rw. */
+  level: AccessLevel;
+  shares: GrantShare[];
+}
+
+/** Everything the data planes need to know about one guest. */
+export interface GuestState {
+  /** `domain/instance`, unique on the host. */
+  key: string;
+  domain: string;
+  instance: string;
+  iface: string;
+  guestIp: string;
+  gatewayIp: string;
+  sourceIp: string;
+  /** Sorted by backend then port; no duplicates. */
+  grants: Grant[];
+}
+
+/**
+ * The complete desired state of one host, computed from configuration by
+ * policy/compile.ts. Data planes apply it; they never look at config.
+ */
+export interface DesiredState {
+  dataplane: Dataplane;
+  guests: GuestState[];
+}

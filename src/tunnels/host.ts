@@ -1,0 +1,117 @@
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs/promises';
+import { HostNetError } from '../errors';
+import type { GuestState } from '../model/desired';
+
+/**
+ * Tunnel adoption: the host end of each guest's tunnel (a tap or veth that
+ * nova/libvirt or the lab created) is taken over by name. We set the gateway
+ * address as a point-to-point peer address (so many tunnels may share one
+ * gateway IP), strict reverse-path filtering, and switch IPv6 off on it: the
+ * data planes are IPv4 and a guest must not reach the host over link-local
+ * IPv6 behind the rules' back. This module and kernel/restore.ts are the only
+ * ones that run host commands.
+ */
+
+/** Result of adopting one tunnel. */
+export interface TunnelState {
+  key: string;
+  iface: string;
+  present: boolean;
+  error?: string;
+}
+
+function ip(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('ip', args, { timeout: 5000 }, (err, stdout, stderr) => {
+      if (err) {
+        reject(new HostNetError('SGW_ERR_HOSTNET_IP', `ip ${args.join(' ')}: ${stderr.trim() || err.message}`));
+      } else {
+        resolve(stdout);
+      }
+    });
+  });
+}
+
+async function sysctl(path: string, value: string): Promise<void> {
+  try {
+    const cur = (await fs.readFile(path, 'utf8')).trim();
+    if (cur !== value) {
+      await fs.writeFile(path, value);
+    }
+  } catch (err) {
+    throw new HostNetError('SGW_ERR_HOSTNET_SYSCTL', `cannot set ${path}=${value}: ${(err as Error).message}`);
+  }
+}
+
+interface IpAddrInfo {
+  ifname: string;
+  operstate?: string;
+  flags?: string[];
+  addr_info?: { family: string; local: string; address?: string; prefixlen: number }[];
+}
+
+/** Lists the IPv4 addresses of every interface (one `ip` call). */
+export async function listAddresses(): Promise<Map<string, IpAddrInfo>> {
+  const out = await ip(['-j', '-4', 'addr', 'show']);
+  const list = JSON.parse(out) as IpAddrInfo[];
+  return new Map(list.map((l) => [l.ifname, l]));
+}
+
+/** True when `addr` is assigned to some interface of this host (namespace). */
+export async function isLocalAddress(addr: string): Promise<boolean> {
+  const all = await listAddresses();
+  return [...all.values()].some((l) => (l.addr_info ?? []).some((a) => a.local === addr));
+}
+
+/** Enables IPv4 forwarding (the kernel plane routes guest traffic). */
+export async function enableForwarding(): Promise<void> {
+  await sysctl('/proc/sys/net/ipv4/ip_forward', '1');
+}
+
+/**
+ * Adopts every guest's tunnel. A missing interface is reported, not thrown:
+ * the guest may not be running yet, and the next sync adopts it.
+ */
+export async function adoptTunnels(guests: readonly GuestState[]): Promise<TunnelState[]> {
+  const links = await listAddresses();
+  const out: TunnelState[] = [];
+  for (const g of guests) {
+    const link = links.get(g.iface);
+    if (link === undefined) {
+      out.push({ key: g.key, iface: g.iface, present: false, error: 'interface not found' });
+      continue;
+    }
+    try {
+      const has = (link.addr_info ?? []).some((a) => a.local === g.gatewayIp && a.address === g.guestIp && a.prefixlen === 32);
+      if (!has) {
+        // Drop other IPv4 addresses: a stale or foreign address on a tunnel
+        // would widen what the guest can reach.
+        await ip(['-4', 'addr', 'flush', 'dev', g.iface]);
+        await ip(['addr', 'add', g.gatewayIp, 'peer', `${g.guestIp}/32`, 'dev', g.iface]);
+      }
+      if (!(link.flags ?? []).includes('UP')) {
+        await ip(['link', 'set', g.iface, 'up']);
+      }
+      const conf = `/proc/sys/net/ipv4/conf/${g.iface}`;
+      await sysctl(`${conf}/rp_filter`, '1');
+      await sysctl(`${conf}/send_redirects`, '0');
+      await sysctl(`${conf}/accept_redirects`, '0');
+      await sysctl(`${conf}/proxy_arp`, '0');
+      await sysctl(`/proc/sys/net/ipv6/conf/${g.iface}/disable_ipv6`, '1').catch(() => undefined);
+      out.push({ key: g.key, iface: g.iface, present: true });
+    } catch (err) {
+      out.push({ key: g.key, iface: g.iface, present: true, error: (err as Error).message });
+    }
+  }
+  return out;
+}
+
+/** Removes the gateway address we set on a tunnel that is no longer configured. */
+export async function releaseTunnel(iface: string, gatewayIp: string, guestIp: string): Promise<void> {
+  try {
+    await ip(['addr', 'del', gatewayIp, 'peer', `${guestIp}/32`, 'dev', iface]);
+  } catch {
+    // Already gone (the guest was deleted with its tap): nothing to release.
+  }
+}
