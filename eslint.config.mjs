@@ -1,0 +1,39 @@
+// Lint rules; the layer rules keep pure modules pure (see docs/adr/0001).
+import tseslint from 'typescript-eslint';
+import n from 'eslint-plugin-n';
+
+const io = ['node:child_process', 'node:fs', 'node:fs/promises', 'node:net', 'node:dgram', 'node:http', 'node:https'];
+const pureImports = {
+  paths: io.map((name) => ({ name, message: 'pure layer: no I/O here (STYLE.md, ADR 0001)' })),
+  patterns: [{ group: ['**/dataplane/kernel/restore', '**/tunnels/*', '**/admin/*', '**/daemon'], message: 'pure layer: no I/O modules' }],
+};
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'bench/node_modules/**', 'coverage/**', '.tap/**'] },
+  ...tseslint.configs.recommended,
+  {
+    files: ['**/*.ts'],
+    plugins: { n },
+    rules: {
+      curly: ['error', 'all'],
+      'no-console': 'error',
+      'no-case-declarations': 'error',
+      'n/prefer-node-protocol': 'error',
+      'n/no-process-exit': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+    },
+  },
+  {
+    files: ['src/**/*.ts'],
+    ignores: ['src/dataplane/kernel/restore.ts', 'src/tunnels/host.ts'],
+    rules: { 'no-restricted-imports': ['error', { paths: [{ name: 'node:child_process', message: 'only dataplane/kernel/restore.ts and tunnels/host.ts run host commands' }] }] },
+  },
+  {
+    files: ['src/model/**/*.ts', 'src/policy/**/*.ts', 'src/config/validate.ts', 'src/config/schema.ts', 'src/config/yaml-source.ts', 'src/dataplane/kernel/render.ts', 'src/dataplane/kernel/chains.ts', 'src/dataplane/kernel/save-parse.ts', 'src/util/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', pureImports] },
+  },
+  {
+    files: ['test/**/*.ts', 'bench/**/*.ts', 'scripts/**/*.ts'],
+    rules: { 'no-console': 'off' },
+  },
+);
