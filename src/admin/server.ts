@@ -50,22 +50,29 @@ export class AdminServer {
     let buf = '';
     sock.setEncoding('utf8');
     sock.on('error', () => undefined);
+    const tooLarge = (): void => {
+      this.counters.inc('sharegw_admin_errors_total', { code: 'SGW_ERR_ADMIN_TOO_LARGE' });
+      sock.destroy();
+    };
     sock.on('data', (chunk: string) => {
       buf += chunk;
-      if (buf.length > MAX_LINE && !buf.includes('\n')) {
-        this.counters.inc('sharegw_admin_errors_total', { code: 'SGW_ERR_ADMIN_TOO_LARGE' });
-        sock.destroy();
-        return;
-      }
       let nl: number;
       while ((nl = buf.indexOf('\n')) !== -1) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
+        // A line can be completed by the chunk that makes it too long.
+        if (line.length > MAX_LINE) {
+          tooLarge();
+          return;
+        }
         void this.answer(line).then((resp) => {
           if (!sock.destroyed) {
             sock.write(`${JSON.stringify(resp)}\n`);
           }
         });
+      }
+      if (buf.length > MAX_LINE) {
+        tooLarge();
       }
     });
   }

@@ -36,7 +36,8 @@ export function parseExportLocation(proto: ShareProto, raw: string): ExportLocat
   if (m === null) {
     return 'expected \\\\HOST\\share or //HOST/share';
   }
-  const hostText = (m[1] ?? '').replace(/^\[|\]$/g, '');
+  // Strip brackets only as a pair: `[2001:db8::1` is not a host.
+  const hostText = (m[1] ?? '').replace(/^\[(.*)\]$/, '$1');
   const host = parseIp(hostText);
   if (host === null) {
     return `host "${hostText}" is not an IP address (names are not resolved)`;

@@ -19,6 +19,7 @@ export const REDACT_PATHS = [
   '*.*.password',
   '*.*.secret',
   '*.*.token',
+  '*.*.authorization',
   'headers["x-auth-token"]',
   '*.headers["x-auth-token"]',
 ];

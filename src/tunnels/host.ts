@@ -51,11 +51,17 @@ interface IpAddrInfo {
   addr_info?: { family: string; local: string; address?: string; prefixlen: number }[];
 }
 
-/** Lists the IPv4 addresses of every interface (one `ip` call). */
+/**
+ * Lists every interface with its IPv4 addresses (one `ip` call). Not `ip -4`:
+ * that leaves out interfaces with no IPv4 address yet, which is exactly the
+ * state of a tunnel we have not adopted.
+ */
 export async function listAddresses(): Promise<Map<string, IpAddrInfo>> {
-  const out = await ip(['-j', '-4', 'addr', 'show']);
+  const out = await ip(['-j', 'addr', 'show']);
   const list = JSON.parse(out) as IpAddrInfo[];
-  return new Map(list.map((l) => [l.ifname, l]));
+  return new Map(
+    list.map((l) => [l.ifname, { ...l, addr_info: (l.addr_info ?? []).filter((a) => a.family === 'inet') }]),
+  );
 }
 
 /** True when `addr` is assigned to some interface of this host (namespace). */

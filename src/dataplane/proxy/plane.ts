@@ -196,9 +196,15 @@ export class ProxyPlane {
     this.counters.inc('sharegw_proxy_bytes_total', { dir: 'down' }, b.down);
   }
 
+  /**
+   * Stops accepting on a listener. Does not wait for server.close()'s callback:
+   * that fires only after every accepted connection has ended, which for an
+   * NFS client may be days; sessions are drained or closed by the caller.
+   */
   private closeListener(l: Listener): Promise<void> {
     this.listeners.delete(l.key);
-    return new Promise((resolve) => l.server.close(() => resolve()));
+    l.server.close();
+    return Promise.resolve();
   }
 
   /** Live flows, for status. */

@@ -13,7 +13,15 @@ export interface RelayOptions {
 }
 
 /** Why a session ended; stable values (logs, counters). */
-export type CloseReason = 'done' | 'guest-error' | 'backend-error' | 'connect-failed' | 'idle' | 'shutdown' | 'revoked';
+export type CloseReason = 'done' | 'guest-error' | 'backend-error' | 'connect-failed' | 'idle' | 'half-closed' | 'shutdown' | 'revoked';
+
+/**
+ * How long a flow may stay half-closed (one side sent FIN, the other never
+ * does) before both legs are closed. Same role and value as Linux's
+ * tcp_fin_timeout for orphaned sockets: some NFS servers never close their
+ * side after a client's FIN, and a relay must not keep such flows forever.
+ */
+export const HALF_CLOSE_TIMEOUT_MS = 60_000;
 
 const PRIV_LOW = 600;
 const PRIV_HIGH = 1023;
@@ -31,6 +39,7 @@ export class Session {
   backendSock: net.Socket | null = null;
   readonly startedAt = Date.now();
   private closed = false;
+  private halfCloseTimer: NodeJS.Timeout | null = null;
   private onClose: ((s: Session, reason: CloseReason) => void) | null;
 
   constructor(
@@ -103,6 +112,14 @@ export class Session {
     if (this.opts.idleTimeoutMs > 0) {
       g.setTimeout(this.opts.idleTimeoutMs, () => this.close('idle'));
     }
+    const armHalfClose = (): void => {
+      if (this.halfCloseTimer === null && !this.closed) {
+        this.halfCloseTimer = setTimeout(() => this.close('half-closed'), HALF_CLOSE_TIMEOUT_MS);
+        this.halfCloseTimer.unref();
+      }
+    };
+    g.once('end', armHalfClose);
+    b.once('end', armHalfClose);
     g.pipe(b);
     b.pipe(g);
     g.resume();
@@ -119,6 +136,9 @@ export class Session {
       return;
     }
     this.closed = true;
+    if (this.halfCloseTimer !== null) {
+      clearTimeout(this.halfCloseTimer);
+    }
     const b = this.backendSock;
     if (reason === 'done') {
       // Orderly end of one side: let pipe() finish flushing the other.

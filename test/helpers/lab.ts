@@ -1,0 +1,280 @@
+/**
+ * Integration-test helpers around the lab (test/lab/lab.sh): run commands in
+ * the lab's namespaces, start the real daemon in the gateway namespace with a
+ * config written to a temp dir, talk to it over its admin socket, and clean up
+ * only what the test itself started (by pid) and created (its temp dir).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { adminRequest } from '../../src/admin/client';
+import type { AdminCommand, AdminResponse } from '../../src/admin/protocol';
+import { labYaml } from './configs';
+
+export const ROOT = path.resolve(__dirname, '../../..');
+export const NS = { gw: 'sgwlab-gw', be: 'sgwlab-be', g1: 'sgwlab-g1', g2: 'sgwlab-g2' } as const;
+export const DATA = '/var/lib/sgwlab/data';
+export const LAB_SH = path.join(ROOT, 'test/lab/lab.sh');
+export const NFS41_SH = path.join(ROOT, 'test/lab/guest-nfs41.sh');
+const SHAREGWD = path.join(ROOT, 'dist/src/cli/sharegwd.js');
+const PROBE = path.join(ROOT, 'dist/test/helpers/probe.js');
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** Runs a command (optionally inside a namespace) to completion, with a hard timeout. */
+export function run(cmd: string, args: string[], opts: { ns?: string; timeoutMs?: number; input?: string } = {}): Promise<RunResult> {
+  const [file, argv] = opts.ns !== undefined ? ['ip', ['netns', 'exec', opts.ns, cmd, ...args]] : [cmd, args];
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const child = spawn(file, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, ms: Date.now() - started });
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+export interface ProbeResult {
+  result: 'connected' | 'refused' | 'unreachable' | 'timeout' | 'error';
+  ms: number;
+  code?: string;
+}
+
+/** One TCP connection attempt from inside a guest namespace. */
+export async function probe(ns: string, host: string, port: number, opts: { local?: string; timeoutMs?: number; holdMs?: number } = {}): Promise<ProbeResult> {
+  const args = [PROBE, host, String(port), '--timeout', String(opts.timeoutMs ?? 3000)];
+  if (opts.local !== undefined) {
+    args.push('--local', opts.local);
+  }
+  if (opts.holdMs !== undefined) {
+    args.push('--hold', String(opts.holdMs));
+  }
+  const r = await run(process.execPath, args, { ns, timeoutMs: (opts.timeoutMs ?? 3000) + (opts.holdMs ?? 0) + 10_000 });
+  const line = r.stdout.trim().split('\n')[0] ?? '';
+  try {
+    return JSON.parse(line) as ProbeResult;
+  } catch {
+    return { result: 'error', ms: r.ms, code: `probe output: ${r.stdout} ${r.stderr}` };
+  }
+}
+
+/**
+ * Opens one TCP connection from a guest namespace and keeps it open until
+ * `release()`: resolves once the probe reports its result, so callers can
+ * inspect socket tables while the connection certainly exists.
+ */
+export function holdConnection(ns: string, host: string, port: number): Promise<{ result: ProbeResult; release: () => void }> {
+  return new Promise((resolve) => {
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, PROBE, host, String(port), '--hold', '60000'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let buf = '';
+    const release = (): void => void child.kill('SIGKILL');
+    const timer = setTimeout(() => {
+      release();
+      resolve({ result: { result: 'error', ms: 10_000, code: 'probe did not report' }, release });
+    }, 10_000);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl !== -1) {
+        clearTimeout(timer);
+        resolve({ result: JSON.parse(buf.slice(0, nl)) as ProbeResult, release });
+      }
+    });
+  });
+}
+
+export function sha256File(file: string): string {
+  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+/** Writes `bytes` of random data to a new file and returns its sha256. */
+export function randomFile(file: string, bytes: number): string {
+  const buf = crypto.randomBytes(bytes);
+  fs.writeFileSync(file, buf);
+  return crypto.createHash('sha256').update(buf).digest('hex');
+}
+
+/** A test's own temp dir; callers remove it with `rmTemp`. */
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `sgw-${prefix}-`));
+}
+
+export function rmTemp(dir: string): void {
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+export interface DaemonOptions {
+  plane: 'kernel' | 'proxy';
+  /** Extra lines appended to the daemon file. */
+  extra?: string;
+  /** Replaces or adds domain files (name → YAML text). */
+  domains?: Record<string, string>;
+}
+
+/** The real sharegwd running in the gateway namespace. */
+export class LabDaemon {
+  readonly dir: string;
+  readonly configFile: string;
+  readonly socket: string;
+  readonly logFile: string;
+  private child: ChildProcess | null = null;
+  private exit: Promise<number | null> | null = null;
+
+  constructor(private readonly opts: DaemonOptions) {
+    this.dir = tempDir(`daemon-${opts.plane}`);
+    this.configFile = path.join(this.dir, 'sharegwd.yaml');
+    this.socket = path.join(this.dir, 'admin.sock');
+    this.logFile = path.join(this.dir, 'sharegwd.log');
+    const y = labYaml(opts.plane);
+    fs.mkdirSync(path.join(this.dir, 'domains.d'));
+    const daemon = y.daemon
+      .replace('/tmp/sgw-state', path.join(this.dir, 'state'))
+      .replace('/tmp/sgw.sock', this.socket);
+    fs.writeFileSync(this.configFile, `${daemon}syncInterval: 1s\nkernel: { keepRulesOnExit: false }\n${opts.extra ?? 'proxy: { drainTimeout: 2s }\n'}`);
+    for (const [name, text] of Object.entries({ ...y.domains, ...(opts.domains ?? {}) })) {
+      this.writeDomain(name, text);
+    }
+  }
+
+  writeDomain(name: string, text: string | null): void {
+    const file = path.join(this.dir, 'domains.d', name);
+    if (text === null) {
+      fs.rmSync(file, { force: true });
+    } else {
+      fs.writeFileSync(file, text);
+    }
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** Starts the daemon and waits until its admin socket answers and a sync is done. */
+  async start(): Promise<void> {
+    const out = fs.openSync(this.logFile, 'a');
+    // `ip netns exec` execs the command in place: the child's pid is sharegwd's pid.
+    const child = spawn('ip', ['netns', 'exec', NS.gw, process.execPath, SHAREGWD, '--config', this.configFile], { stdio: ['ignore', out, out] });
+    fs.closeSync(out);
+    this.child = child;
+    this.exit = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) {
+        throw new Error(`sharegwd exited with ${child.exitCode}: ${this.log()}`);
+      }
+      try {
+        const r = await adminRequest(this.socket, 'status', 2000);
+        if (r.ok && (r.result as { lastSync?: { ok?: boolean } | null }).lastSync?.ok === true) {
+          return;
+        }
+      } catch {
+        // not listening yet
+      }
+      await sleep(100);
+    }
+    throw new Error(`sharegwd did not become ready: ${this.log()}`);
+  }
+
+  request(cmd: AdminCommand): Promise<AdminResponse> {
+    return adminRequest(this.socket, cmd);
+  }
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  async status(): Promise<any> {
+    const r = await this.request('status');
+    if (!r.ok) {
+      throw new Error(`status failed: ${r.error.message}`);
+    }
+    return r.result;
+  }
+
+  /** Denied-packet counters of one guest (kernel chains), e.g. `acme/g1`. */
+  async kernelCounters(guest: string): Promise<{ deny: number; antispoof: number }> {
+     
+    const s = await this.status();
+     
+    const c = s.kernel?.byGuest?.[guest] as { deny?: number; antispoof?: number } | undefined;
+    return { deny: c?.deny ?? 0, antispoof: c?.antispoof ?? 0 };
+  }
+
+  /** Sends SIGHUP and waits until the daemon reports a reload newer than before. */
+  async sighup(): Promise<{ ok: boolean; problems?: string[] }> {
+     
+    const before: string | undefined = (await this.status()).lastReload?.at;
+    this.child?.kill('SIGHUP');
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+       
+      const s = await this.status();
+       
+      if (s.lastReload !== null && s.lastReload?.at !== before) {
+         
+        return s.lastReload;
+      }
+      await sleep(50);
+    }
+    throw new Error('no reload observed after SIGHUP');
+  }
+
+  /** SIGTERM and wait for the exit code (SIGKILL after the timeout). */
+  async stop(timeoutMs = 15_000): Promise<number | null> {
+    if (this.child === null || this.exit === null) {
+      return null;
+    }
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill('SIGTERM');
+    }
+    const timer = setTimeout(() => this.child?.kill('SIGKILL'), timeoutMs);
+    const code = await this.exit;
+    clearTimeout(timer);
+    return code;
+  }
+
+  log(): string {
+    try {
+      return fs.readFileSync(this.logFile, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Stops the daemon if running, removes its rules and its temp dir. */
+  async dispose(): Promise<void> {
+    await this.stop();
+    await run('ip', ['netns', 'exec', NS.gw, process.execPath, SHAREGWD, '--cleanup']);
+    rmTemp(this.dir);
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Lines of `iptables-save` in the gateway namespace that belong to sharegw. */
+export async function sgwRules(): Promise<string[]> {
+  const r = await run('iptables-save', [], { ns: NS.gw });
+  return r.stdout.split('\n').filter((l) => l.includes('SGW-'));
+}
+
+/** Established TCP peers seen by the backend on a local port, e.g. ['198.18.0.11:1001']. */
+export async function backendPeers(localPort: number): Promise<string[]> {
+  const r = await run('ss', ['-Htn', 'state', 'established', `( sport = :${localPort} )`], { ns: NS.be });
+  return r.stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f.length >= 4)
+    .map((f) => f[f.length - 1] ?? '');
+}
