@@ -271,6 +271,11 @@ export class Daemon {
     if (!this.config.daemon.keepRulesOnExit) {
       try {
         await this.kernel.cleanup();
+        // Without our rules an addressed tunnel would be a plain routed link
+        // into the storage network: take the gateway addresses away too.
+        for (const g of this.desired.guests) {
+          await releaseTunnel(g.iface, g.gatewayIp, g.guestIp);
+        }
       } catch (err) {
         this.log.error({ ...describeError(err) }, 'cleanup on exit failed');
       }

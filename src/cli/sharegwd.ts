@@ -5,13 +5,16 @@ import { KernelRules } from '../dataplane/kernel/plane';
 import { ConfigError, describeError, formatProblem } from '../errors';
 import { Counters } from '../observability/counters';
 import { createLogger } from '../observability/logger';
+import { compileDesired } from '../policy/policy';
+import { releaseTunnel } from '../tunnels/host';
 import { parseArgs, DEFAULT_CONFIG } from './args';
 import { checkConfig } from './check';
 
 const USAGE = `usage: sharegwd [--config FILE] [--check-config | --cleanup]
   --config FILE    daemon file (default ${DEFAULT_CONFIG})
   --check-config   validate the daemon file and every domain file, print all problems, exit 1 if any
-  --cleanup        remove every iptables chain and jump sharegw owns, then exit
+  --cleanup        remove every iptables chain and jump sharegw owns, then exit;
+                   with --config also take the gateway address off every configured tunnel
   --version        print the version
 Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT stop (kernel rules are kept by default).`;
 
@@ -41,6 +44,21 @@ async function main(argv: string[]): Promise<number> {
     try {
       const removed = await new KernelRules().cleanup();
       print(removed ? 'sharegwd: removed all sharegw chains and jumps' : 'sharegwd: nothing to clean up');
+      if (args.values.has('config')) {
+        // With the config we also know which tunnels we adopted: release them,
+        // or they would route guests into the storage network unfiltered.
+        let guests: { iface: string; gatewayIp: string; guestIp: string }[] = [];
+        try {
+          guests = compileDesired(loadConfig(file)).guests;
+        } catch (err) {
+          printErr(`sharegwd: tunnels not released, config unreadable: ${describeError(err).message}`);
+          return 1;
+        }
+        for (const g of guests) {
+          await releaseTunnel(g.iface, g.gatewayIp, g.guestIp);
+        }
+        print(`sharegwd: released ${guests.length} tunnel address(es)`);
+      }
       return 0;
     } catch (err) {
       printErr(`sharegwd: cleanup failed: ${describeError(err).message}`);

@@ -122,6 +122,8 @@ export interface DaemonOptions {
   extra?: string;
   /** Replaces or adds domain files (name → YAML text). */
   domains?: Record<string, string>;
+  /** kernel.keepRulesOnExit (default here: false, so tests leave nothing behind). */
+  keepRules?: boolean;
 }
 
 /** The real sharegwd running in the gateway namespace. */
@@ -143,7 +145,7 @@ export class LabDaemon {
     const daemon = y.daemon
       .replace('/tmp/sgw-state', path.join(this.dir, 'state'))
       .replace('/tmp/sgw.sock', this.socket);
-    fs.writeFileSync(this.configFile, `${daemon}syncInterval: 1s\nkernel: { keepRulesOnExit: false }\n${opts.extra ?? 'proxy: { drainTimeout: 2s }\n'}`);
+    fs.writeFileSync(this.configFile, `${daemon}syncInterval: 1s\nkernel: { keepRulesOnExit: ${opts.keepRules === true} }\n${opts.extra ?? 'proxy: { drainTimeout: 2s }\n'}`);
     for (const [name, text] of Object.entries({ ...y.domains, ...(opts.domains ?? {}) })) {
       this.writeDomain(name, text);
     }
@@ -254,7 +256,7 @@ export class LabDaemon {
   /** Stops the daemon if running, removes its rules and its temp dir. */
   async dispose(): Promise<void> {
     await this.stop();
-    await run('ip', ['netns', 'exec', NS.gw, process.execPath, SHAREGWD, '--cleanup']);
+    await run('ip', ['netns', 'exec', NS.gw, process.execPath, SHAREGWD, '--cleanup', '--config', this.configFile]);
     rmTemp(this.dir);
   }
 }
