@@ -22,6 +22,9 @@ export interface SourceText {
 interface Checked {
   domain: Domain;
   src: YamlSource;
+  /** Position in the file's `guests` / `shares` list of each entry of domain.guests / domain.shares. */
+  guestIndex: number[];
+  shareIndex: number[];
 }
 
 export interface ValidationResult {
@@ -52,10 +55,10 @@ export function validateConfig(daemonSrc: SourceText, domainSrcs: readonly Sourc
   for (const s of domainSrcs) {
     const src = parseYaml(s.file, s.text);
     const before = problems.length;
-    const domain = checkDomain(src, problems, warnings);
+    const c = checkDomain(src, problems, warnings);
     broken ||= problems.length !== before;
-    if (domain !== null) {
-      checked.push({ domain, src });
+    if (c !== null) {
+      checked.push(c);
     }
   }
   crossDomainChecks(checked, problems);
@@ -172,7 +175,7 @@ function checkDaemon(src: YamlSource, out: ConfigProblem[]): DaemonConfig | null
   return out.length === before ? cfg : null;
 }
 
-function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[]): Domain | null {
+function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[]): Checked | null {
   if (src.problems.length > 0) {
     out.push(...src.problems);
     return null;
@@ -193,6 +196,7 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
 
   const sourceIp = ip(f.sourceIp, ['sourceIp'], true);
   const guests: Guest[] = [];
+  const guestIndex: number[] = [];
   f.guests.forEach((raw, gi) => {
     const base = ['guests', gi];
     const g = part(guestSchema, raw, src, out, base);
@@ -209,10 +213,12 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
     }
     const addresses = g.addresses.map((a, ai) => ip(a, [...base, 'addresses', ai]));
     guests.push({ instance: g.instance, tunnel: { iface: g.tunnel.interface, guestIp, gatewayIp }, addresses });
+    guestIndex.push(gi);
   });
   dupes(src, f.guests.map((g) => instanceOf(g)), (i) => ['guests', i, 'instance'], 'instance', out);
 
   const shares: Share[] = [];
+  const shareIndex: number[] = [];
   f.shares.forEach((rawShare, si) => {
     const base = ['shares', si];
     const s = part(shareSchema, rawShare, src, out, base);
@@ -268,6 +274,7 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
       share.name = s.name;
     }
     shares.push(share);
+    shareIndex.push(si);
   });
   dupes(src, f.shares.map((x) => idOf(x)), (i) => ['shares', i, 'id'], 'share id', out);
 
@@ -275,7 +282,7 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
   if (f.shareNetwork !== undefined) {
     domain.shareNetwork = f.shareNetwork;
   }
-  return domain;
+  return { domain, src, guestIndex, shareIndex };
 }
 
 function instanceOf(v: unknown): string | undefined {
@@ -313,6 +320,9 @@ function crossDomainChecks(checked: readonly Checked[], out: ConfigProblem[]): v
       claims.set(k, { c, path: p });
       return;
     }
+    if (prev.c === c && (kind === 'instance' || kind === 'share')) {
+      return; // a repeat within one file is already reported by dupes()
+    }
     const prevLine = prev.c.src.problem(prev.path, '', '').line;
     const where = `${path.basename(prev.c.src.file)}${prevLine === undefined ? '' : `:${prevLine}`}`;
     out.push(c.src.problem(p, 'SGW_ERR_CONFIG_DUPLICATE', `${what} "${value}" is already claimed by domain "${prev.c.domain.name}" (${where})`));
@@ -321,20 +331,17 @@ function crossDomainChecks(checked: readonly Checked[], out: ConfigProblem[]): v
     const d = c.domain;
     claim('name', d.name, c, ['name'], 'domain name');
     claim('addr', d.sourceIp.text, c, ['sourceIp'], 'source IP');
-    const raw = (c.src.value as { guests?: unknown[]; shares?: unknown[] } | null) ?? {};
-    const gIndex = new Map((raw.guests ?? []).map((g, i) => [instanceOf(g), i]));
-    const sIndex = new Map((raw.shares ?? []).map((s, i) => [idOf(s), i]));
-    for (const g of d.guests) {
-      const i = gIndex.get(g.instance) ?? 0;
+    d.guests.forEach((g, n) => {
+      const i = c.guestIndex[n] ?? 0;
       claim('instance', g.instance, c, ['guests', i, 'instance'], 'instance');
       claim('iface', g.tunnel.iface, c, ['guests', i, 'tunnel', 'interface'], 'tunnel interface');
       // Guest and source addresses share one namespace: a tunnel address
       // must never double as another guest's or a domain's source address.
       claim('addr', g.tunnel.guestIp.text, c, ['guests', i, 'tunnel', 'guestIp'], 'guest IP');
-    }
-    for (const s of d.shares) {
-      claim('share', s.id, c, ['shares', sIndex.get(s.id) ?? 0, 'id'], 'share id');
-    }
+    });
+    d.shares.forEach((s, n) => {
+      claim('share', s.id, c, ['shares', c.shareIndex[n] ?? 0, 'id'], 'share id');
+    });
   }
 }
 

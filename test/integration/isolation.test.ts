@@ -89,9 +89,9 @@ for (const plane of ['kernel', 'proxy'] as const) {
     });
 
     t.test('status shows both guests adopted with their grants', async (t) => {
-      // eslint-disable-next-line @typescript-eslint/no-unsafe-assignment
+       
       const s = await d.status();
-      // eslint-disable-next-line @typescript-eslint/no-unsafe-member-access
+       
       const guests = (s.domains as { name: string; guests: { instance: string; tunnelState: string; grants: { backend: string }[] }[] }[]).flatMap((dm) =>
         dm.guests.map((g) => ({ key: `${dm.name}/${g.instance}`, state: g.tunnelState, grants: g.grants.map((x) => x.backend) })),
       );
