@@ -122,6 +122,8 @@ export interface DaemonOptions {
   extra?: string;
   /** Replaces or adds domain files (name → YAML text). */
   domains?: Record<string, string>;
+  /** syncInterval (default here: 1s, so tests see changes quickly). */
+  syncInterval?: string;
   /** kernel.keepRulesOnExit (default here: false, so tests leave nothing behind). */
   keepRules?: boolean;
 }
@@ -145,7 +147,7 @@ export class LabDaemon {
     const daemon = y.daemon
       .replace('/tmp/sgw-state', path.join(this.dir, 'state'))
       .replace('/tmp/sgw.sock', this.socket);
-    fs.writeFileSync(this.configFile, `${daemon}syncInterval: 1s\nkernel: { keepRulesOnExit: ${opts.keepRules === true} }\n${opts.extra ?? 'proxy: { drainTimeout: 2s }\n'}`);
+    fs.writeFileSync(this.configFile, `${daemon}syncInterval: ${opts.syncInterval ?? '1s'}\nkernel: { keepRulesOnExit: ${opts.keepRules === true} }\n${opts.extra ?? 'proxy: { drainTimeout: 2s }\n'}`);
     for (const [name, text] of Object.entries({ ...y.domains, ...(opts.domains ?? {}) })) {
       this.writeDomain(name, text);
     }
