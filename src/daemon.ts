@@ -122,6 +122,10 @@ export class Daemon {
       }
       this.forceNext = false;
       this.lastSync = { ok: true, at: new Date().toISOString(), durationMs: performance.now() - t0, applied: report !== null };
+      if (report?.drifted === true) {
+        this.counters.inc('sharegw_rule_drift_repairs_total');
+        this.log.warn({ generation: this.generation }, 'another program changed sharegw chains or jumps; repaired');
+      }
       if (report !== null) {
         this.counters.inc('sharegw_rule_applies_total', { result: 'ok' });
         this.log.info({ generation: this.generation, lines: report.lines, ms: Math.round(report.durationMs) }, 'rules applied');

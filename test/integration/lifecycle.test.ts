@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { labYaml } from '../helpers/configs';
-import { LabDaemon, NS, ROOT, probe, rmTemp, run, sgwRules, tempDir } from '../helpers/lab';
+import { LabDaemon, NS, ROOT, probe, rmTemp, run, sgwRules, sleep, tempDir } from '../helpers/lab';
 
 const ACME = '198.18.0.100';
 const SHAREGWD = path.join(ROOT, 'dist/src/cli/sharegwd.js');
@@ -86,6 +86,40 @@ for (const plane of ['kernel', 'proxy'] as const) {
     });
   });
 }
+
+t.test('drift: another program flushing a guest chain and deleting a jump is repaired and counted', async (t) => {
+  const d = new LabDaemon({ plane: 'kernel' });
+  t.teardown(() => d.dispose());
+  await d.start();
+  const before = (await sgwRules()).sort();
+  const chain = before.find((l) => l.startsWith(':SGW-FWD-'))?.slice(1).split(' ')[0] ?? '';
+  t.not(chain, '', 'found a per-guest forward chain');
+  const f = await run('iptables', ['-t', 'filter', '-F', chain], { ns: NS.gw });
+  t.equal(f.code, 0, f.stderr);
+  const j = await run('iptables', ['-t', 'raw', '-D', 'PREROUTING', '-m', 'comment', '--comment', 'sharegw', '-j', 'SGW-PREROUTING'], { ns: NS.gw });
+  t.equal(j.code, 0, j.stderr);
+  t.not((await sgwRules()).sort().join('\n'), before.join('\n'), 'rules really changed');
+  let now: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    await sleep(100);
+    now = (await sgwRules()).sort();
+    if (now.join('\n') === before.join('\n')) {
+      break;
+    }
+  }
+  t.same(now, before, 'every rule and jump is back');
+  // The counter moves once the apply has finished, a moment after the rules are visible.
+  let repairs = 0;
+  for (let i = 0; i < 30 && repairs === 0; i++) {
+    repairs = ((await d.status()).counters['sharegw_rule_drift_repairs_total'] as number | undefined) ?? 0;
+    if (repairs === 0) {
+      await sleep(100);
+    }
+  }
+  t.ok(repairs >= 1, `repair counted (${repairs})`);
+  t.match(d.log(), /repaired/);
+  t.equal((await probe(NS.g1, ACME, 2049)).result, 'connected', 'guest still served');
+});
 
 t.test('SIGTERM: exits 0 with the log flushed; rules kept by default; --cleanup removes them', async (t) => {
   const d = new LabDaemon({ plane: 'kernel', keepRules: true });

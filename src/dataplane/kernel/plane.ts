@@ -2,13 +2,15 @@ import type { DesiredState } from '../../model/desired';
 import { PREFIX } from './chains';
 import { renderCleanup, renderRules } from './render';
 import { restoreRules, saveRuleset } from './restore';
-import { parseSave, ruleChain } from './save-parse';
+import { ownedFingerprint, parseSave, ruleChain } from './save-parse';
 import type { SavedRuleset } from './save-parse';
 
 /** What one apply did. */
 export interface ApplyReport {
   lines: number;
   durationMs: number;
+  /** The apply repaired changes another program made to our chains or jumps. */
+  drifted: boolean;
 }
 
 /** Per-guest kernel counters read from our rules' comments. */
@@ -26,6 +28,7 @@ export class KernelRules {
   /** Counts of rules an apply flushed, so totals survive re-applies. */
   private carried: KernelCounters = { byGuest: {} };
   private lastText = '';
+  private lastFingerprint = '';
 
   /**
    * Renders and applies the desired state (both data planes use this).
@@ -36,18 +39,25 @@ export class KernelRules {
     const t0 = performance.now();
     const existing = parseSave(await saveRuleset(true));
     const text = renderRules(proxyPorts === undefined ? { desired, existing } : { desired, existing, proxyPorts });
-    if (onlyIfChanged && text === this.lastText) {
+    const drifted = this.lastFingerprint !== '' && ownedFingerprint(existing, PREFIX) !== this.lastFingerprint;
+    const unchanged = text === this.lastText;
+    if (onlyIfChanged && unchanged && !drifted) {
       return null;
     }
     await restoreRules(text);
     this.lastText = text;
     addCounters(this.carried, countersOf(existing));
-    return { lines: text.split('\n').length, durationMs: performance.now() - t0 };
+    // What the kernel now holds, in its own spelling: the next sync compares
+    // against this to notice edits by other programs (drift).
+    this.lastFingerprint = ownedFingerprint(parseSave(await saveRuleset(false)), PREFIX);
+    return { lines: text.split('\n').length, durationMs: performance.now() - t0, drifted };
   }
 
   /** Removes every chain and jump we own. Returns whether anything was removed. */
   async cleanup(): Promise<boolean> {
     const text = renderCleanup(parseSave(await saveRuleset()));
+    this.lastText = '';
+    this.lastFingerprint = '';
     if (text === null) {
       return false;
     }

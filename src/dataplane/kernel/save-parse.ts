@@ -68,3 +68,27 @@ export function emptyTable(): SavedTable {
 export function tableOf(saved: SavedRuleset, t: Table): SavedTable {
   return saved.get(t) ?? emptyTable();
 }
+
+/**
+ * A canonical text of everything in a dump that belongs to chains with the
+ * given prefix: our chains, their rules and the jumps into them, as
+ * iptables-save prints them (counters excluded). Two dumps with the same
+ * fingerprint have the same owned rules; any edit by another program to our
+ * chains or jumps changes it. Comparing the kernel's own rendering, not our
+ * input text, avoids guessing how iptables normalises rules.
+ */
+export function ownedFingerprint(saved: SavedRuleset, prefix: string): string {
+  const out: string[] = [];
+  for (const name of [...saved.keys()].sort()) {
+    const t = saved.get(name);
+    if (t === undefined) {
+      continue;
+    }
+    const chains = [...t.chains].filter((c) => c.startsWith(prefix)).sort();
+    const rules = t.rules.filter((r) => ruleChain(r).startsWith(prefix) || (ruleTarget(r) ?? '').startsWith(prefix));
+    if (chains.length > 0 || rules.length > 0) {
+      out.push(`*${name}`, ...chains.map((c) => `:${c}`), ...rules);
+    }
+  }
+  return out.join('\n');
+}
