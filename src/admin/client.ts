@@ -27,6 +27,11 @@ export function adminRequest(socketPath: string, cmd: AdminCommand, timeoutMs = 
         reject(new AdminProtocolError('SGW_ERR_ADMIN_BAD_JSON', 'daemon sent a malformed response'));
       }
     });
+    sock.on('close', () => {
+      clearTimeout(timer);
+      // No-op if a response or an error already settled the promise.
+      reject(new AdminProtocolError('SGW_ERR_ADMIN_CLOSED', `sharegwd at ${socketPath} closed the connection without an answer`));
+    });
     sock.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       reject(new AdminProtocolError('SGW_ERR_ADMIN_UNREACHABLE', `cannot reach sharegwd at ${socketPath}: ${err.code ?? err.message}`));

@@ -18,6 +18,7 @@ export type AdminHandler = (cmd: AdminCommand) => Promise<unknown>;
  */
 export class AdminServer {
   private server: net.Server | null = null;
+  private readonly conns = new Set<net.Socket>();
 
   constructor(
     private readonly socketPath: string,
@@ -35,18 +36,28 @@ export class AdminServer {
     }
     const server = net.createServer((sock) => this.serve(sock));
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.socketPath, () => {
-        server.off('error', reject);
-        resolve();
+    // The socket file is created with the umask's mode: make that 0600 from
+    // the start instead of chmod-ing after listen (no window where another
+    // local user could connect).
+    const oldMask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(this.socketPath, () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
-    });
+    } finally {
+      process.umask(oldMask);
+    }
     fs.chmodSync(this.socketPath, 0o600);
     server.on('error', (err) => this.log.error({ err: err.message }, 'admin socket error'));
   }
 
   private serve(sock: net.Socket): void {
+    this.conns.add(sock);
+    sock.on('close', () => this.conns.delete(sock));
     let buf = '';
     sock.setEncoding('utf8');
     sock.on('error', () => undefined);
@@ -92,7 +103,13 @@ export class AdminServer {
     const s = this.server;
     this.server = null;
     if (s !== null) {
-      await new Promise<void>((resolve) => s.close(() => resolve()));
+      // server.close() waits for open connections: an idle `sharegw` client
+      // must not hold up the daemon's shutdown.
+      const closed = new Promise<void>((resolve) => s.close(() => resolve()));
+      for (const c of this.conns) {
+        c.destroy();
+      }
+      await closed;
       try {
         fs.unlinkSync(this.socketPath);
       } catch {

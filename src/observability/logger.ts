@@ -22,6 +22,16 @@ export const REDACT_PATHS = [
   '*.*.authorization',
   'headers["x-auth-token"]',
   '*.headers["x-auth-token"]',
+  // HTTP header names arrive in whatever case the peer used.
+  'Authorization',
+  '*.Authorization',
+  '*.*.Authorization',
+  'headers["X-Auth-Token"]',
+  '*.headers["X-Auth-Token"]',
+  'headers["X-Subject-Token"]',
+  '*.headers["X-Subject-Token"]',
+  'headers["x-subject-token"]',
+  '*.headers["x-subject-token"]',
 ];
 
 /** The daemon's JSON logger on stdout (journald adds the timestamps' context). */

@@ -403,6 +403,9 @@ data_ok() {
 }
 
 healthy() { topology_ok && daemons_ok && data_ok; }
+why_unhealthy() {
+    if ! topology_ok; then echo "topology"; elif ! daemons_ok; then echo "daemons/ports"; elif ! data_ok; then echo "data"; else echo "none"; fi
+}
 
 anything_present() {
     local ns d
@@ -420,14 +423,24 @@ cmd_up() {
         return 0
     fi
     if anything_present; then
-        log "half up: tearing down and rebuilding"
+        log "half up (unhealthy: $(why_unhealthy)): tearing down and rebuilding"
         cmd_down
     fi
     mkdir -p "$LAB" "$LOG" "$RUN" "$ETC"
     make_data
     make_topology
     start_backend
-    healthy || { cmd_status >&2 || true; die "lab came up unhealthy"; }
+    # Servers may need a moment after their ports first answer (and a previous
+    # ganesha a moment to let go of its ports): re-check for up to 15 s.
+    local tries=0
+    until healthy; do
+        tries=$((tries + 1))
+        if [ $tries -ge 30 ]; then
+            cmd_status >&2 || true
+            die "lab came up unhealthy ($(why_unhealthy))"
+        fi
+        sleep 0.5
+    done
     log "up"
 }
 

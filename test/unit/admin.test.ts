@@ -335,3 +335,37 @@ t.test('client: typed errors', async (t) => {
     message: 'daemon sent a malformed response',
   }, 'malformed response');
 });
+
+t.test('client: a daemon that closes without answering is reported at once', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sgw-admin-'));
+  const p = path.join(dir, 'closer.sock');
+  const closer = net.createServer((s) => {
+    s.on('error', () => undefined);
+    s.once('data', () => s.end());
+  });
+  await new Promise<void>((resolve) => closer.listen(p, resolve));
+  t.teardown(async () => {
+    await new Promise<void>((resolve) => closer.close(() => resolve()));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const t0 = Date.now();
+  const e = errorShape(await rejection(adminRequest(p, 'status', 5000)));
+  t.equal(e.code, 'SGW_ERR_ADMIN_CLOSED');
+  t.ok(Date.now() - t0 < 2000, 'not left to the timeout');
+});
+
+t.test('server: close() does not wait for idle clients', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sgw-admin-'));
+  const p = path.join(dir, 'admin.sock');
+  const server = new AdminServer(p, async () => 'pong', createLogger('silent', { write: () => undefined }), new Counters());
+  await server.listen();
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  t.equal((fs.statSync(p).mode & 0o777).toString(8), '600');
+  const idle = net.connect(p);
+  idle.on('error', () => undefined);
+  await new Promise<void>((resolve) => idle.once('connect', () => resolve()));
+  const ended = new Promise<void>((resolve) => idle.once('close', () => resolve()));
+  await server.close();
+  await ended;
+  t.notOk(fs.existsSync(p), 'socket file removed');
+});
