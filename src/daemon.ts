@@ -103,6 +103,10 @@ export class Daemon {
     const desired = this.desired;
     try {
       const before = this.tunnels;
+      // Rules first, tunnels second: a tunnel gets its gateway address only
+      // once its guest's chains (deny by default) are in the kernel, so a
+      // failed apply can never leave a new tunnel forwarding unfiltered.
+      let report = await this.kernel.apply(desired, this.proxy?.listening(desired), !force);
       this.tunnels = await adoptTunnels(desired.guests);
       await this.releaseRemovedTunnels(before, desired);
       for (const t of this.tunnels) {
@@ -111,14 +115,17 @@ export class Daemon {
         }
       }
       await this.checkSourceIps();
-      let report;
       if (this.proxy !== null) {
+        // Listeners bind the tunnels' gateway addresses, so they open after
+        // adoption; the DNAT rules for new listeners follow in a second apply.
         const ports = await this.proxy.open(desired);
-        report = await this.kernel.apply(desired, ports, !force);
+        const second = await this.kernel.apply(desired, ports, true);
+        if (second !== null) {
+          report = { ...second, drifted: second.drifted || report?.drifted === true };
+        }
         await this.proxy.closeStale(ports);
       } else {
         await enableForwarding();
-        report = await this.kernel.apply(desired, undefined, !force);
       }
       this.forceNext = false;
       this.lastSync = { ok: true, at: new Date().toISOString(), durationMs: performance.now() - t0, applied: report !== null };

@@ -6,15 +6,16 @@ import { ConfigError, describeError, formatProblem } from '../errors';
 import { Counters } from '../observability/counters';
 import { createLogger } from '../observability/logger';
 import { compileDesired } from '../policy/policy';
-import { releaseTunnel } from '../tunnels/host';
+import { releaseTunnelPeer } from '../tunnels/host';
 import { parseArgs, DEFAULT_CONFIG } from './args';
 import { checkConfig } from './check';
 
 const USAGE = `usage: sharegwd [--config FILE] [--check-config | --cleanup]
   --config FILE    daemon file (default ${DEFAULT_CONFIG})
   --check-config   validate the daemon file and every domain file, print all problems, exit 1 if any
-  --cleanup        remove every iptables chain and jump sharegw owns, then exit;
-                   with --config also take the gateway address off every configured tunnel
+  --cleanup        remove every iptables chain and jump sharegw owns and take the
+                   gateway address off every tunnel they guarded (and, with --config,
+                   every configured tunnel), then exit
   --version        print the version
 Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT stop (kernel rules are kept by default).`;
 
@@ -41,31 +42,52 @@ async function main(argv: string[]): Promise<number> {
     return checkConfig(file, print, printErr);
   }
   if (args.flags.has('cleanup')) {
-    try {
-      const removed = await new KernelRules().cleanup();
-      print(removed ? 'sharegwd: removed all sharegw chains and jumps' : 'sharegwd: nothing to clean up');
-      if (args.values.has('config')) {
-        // With the config we also know which tunnels we adopted: release them,
-        // or they would route guests into the storage network unfiltered.
-        let guests: { iface: string; gatewayIp: string; guestIp: string }[] = [];
-        try {
-          guests = compileDesired(loadConfig(file)).guests;
-        } catch (err) {
-          printErr(`sharegwd: tunnels not released, config unreadable: ${describeError(err).message}`);
-          return 1;
-        }
-        for (const g of guests) {
-          await releaseTunnel(g.iface, g.gatewayIp, g.guestIp);
-        }
-        print(`sharegwd: released ${guests.length} tunnel address(es)`);
-      }
-      return 0;
-    } catch (err) {
-      printErr(`sharegwd: cleanup failed: ${describeError(err).message}`);
-      return 1;
-    }
+    return cleanup(args.values.has('config') ? file : null);
   }
   return run(file);
+}
+
+/**
+ * Removes every chain and jump we own and takes the gateway address off every
+ * tunnel they guarded (found in the anti-spoof rules, plus the config's
+ * tunnels when --config is given): without our rules an addressed tunnel
+ * would be a plain routed link into the storage network. The config is read
+ * first, but a broken config does not stop the cleanup.
+ */
+async function cleanup(configFile: string | null): Promise<number> {
+  let rc = 0;
+  const tunnels = new Map<string, { iface: string; guestIp: string }>();
+  if (configFile !== null) {
+    try {
+      for (const g of compileDesired(loadConfig(configFile)).guests) {
+        tunnels.set(`${g.iface} ${g.guestIp}`, { iface: g.iface, guestIp: g.guestIp });
+      }
+    } catch (err) {
+      printErr(`sharegwd: config unreadable, releasing only the tunnels found in the rules: ${describeError(err).message}`);
+      rc = 1;
+    }
+  }
+  try {
+    const r = await new KernelRules().cleanupAll();
+    print(r.removed ? 'sharegwd: removed all sharegw chains and jumps' : 'sharegwd: nothing to clean up');
+    for (const t of r.tunnels) {
+      tunnels.set(`${t.iface} ${t.guestIp}`, t);
+    }
+  } catch (err) {
+    printErr(`sharegwd: cleanup failed: ${describeError(err).message}`);
+    return 1;
+  }
+  let released = 0;
+  for (const t of tunnels.values()) {
+    try {
+      released += await releaseTunnelPeer(t.iface, t.guestIp);
+    } catch (err) {
+      printErr(`sharegwd: cannot release tunnel ${t.iface}: ${describeError(err).message}`);
+      rc = 1;
+    }
+  }
+  print(`sharegwd: released ${released} tunnel address(es)`);
+  return rc;
 }
 
 async function run(file: string): Promise<number> {

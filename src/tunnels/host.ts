@@ -101,6 +101,10 @@ export async function adoptTunnels(guests: readonly GuestState[]): Promise<Tunne
       }
       const conf = `/proc/sys/net/ipv4/conf/${g.iface}`;
       await sysctl(`${conf}/rp_filter`, '1');
+      // Packets from the guest must reach the FORWARD chain even where the
+      // host does not forward globally (proxy plane): that is where a denied
+      // connection gets its immediate reset instead of a silent drop.
+      await sysctl(`${conf}/forwarding`, '1');
       await sysctl(`${conf}/send_redirects`, '0');
       await sysctl(`${conf}/accept_redirects`, '0');
       await sysctl(`${conf}/proxy_arp`, '0');
@@ -111,6 +115,23 @@ export async function adoptTunnels(guests: readonly GuestState[]): Promise<Tunne
     }
   }
   return out;
+}
+
+/**
+ * Removes every point-to-point address whose peer is `guestIp` from a tunnel:
+ * used by `--cleanup`, which learns the tunnels from our anti-spoof rules
+ * and so knows the guest address but not the gateway address.
+ */
+export async function releaseTunnelPeer(iface: string, guestIp: string): Promise<number> {
+  const link = (await listAddresses()).get(iface);
+  let n = 0;
+  for (const a of link?.addr_info ?? []) {
+    if (a.address === guestIp && a.prefixlen === 32) {
+      await releaseTunnel(iface, a.local, guestIp);
+      n++;
+    }
+  }
+  return n;
 }
 
 /** Removes the gateway address we set on a tunnel that is no longer configured. */

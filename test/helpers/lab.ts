@@ -43,6 +43,9 @@ export function run(cmd: string, args: string[], opts: { ns?: string; timeoutMs?
       clearTimeout(timer);
       resolve({ code, stdout, stderr, ms: Date.now() - started });
     });
+    // A command that exits without reading its stdin makes this write fail
+    // with EPIPE: that is not the test's concern.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(opts.input ?? '');
   });
 }
@@ -124,6 +127,8 @@ export interface DaemonOptions {
   domains?: Record<string, string>;
   /** syncInterval (default here: 1s, so tests see changes quickly). */
   syncInterval?: string;
+  /** Extra environment for the daemon (e.g. SGW_IPTABLES_RESTORE). */
+  env?: Record<string, string>;
   /** kernel.keepRulesOnExit (default here: false, so tests leave nothing behind). */
   keepRules?: boolean;
 }
@@ -166,11 +171,17 @@ export class LabDaemon {
     return this.child?.pid;
   }
 
-  /** Starts the daemon and waits until its admin socket answers and a sync is done. */
-  async start(): Promise<void> {
+  /**
+   * Starts the daemon and waits until its admin socket answers and a sync has
+   * succeeded (or, with `untilSynced: false`, until any sync has finished).
+   */
+  async start(untilSynced = true): Promise<void> {
     const out = fs.openSync(this.logFile, 'a');
     // `ip netns exec` execs the command in place: the child's pid is sharegwd's pid.
-    const child = spawn('ip', ['netns', 'exec', NS.gw, process.execPath, SHAREGWD, '--config', this.configFile], { stdio: ['ignore', out, out] });
+    const child = spawn('ip', ['netns', 'exec', NS.gw, process.execPath, SHAREGWD, '--config', this.configFile], {
+      stdio: ['ignore', out, out],
+      env: { ...process.env, ...(this.opts.env ?? {}) },
+    });
     fs.closeSync(out);
     this.child = child;
     this.exit = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
@@ -181,7 +192,8 @@ export class LabDaemon {
       }
       try {
         const r = await adminRequest(this.socket, 'status', 2000);
-        if (r.ok && (r.result as { lastSync?: { ok?: boolean } | null }).lastSync?.ok === true) {
+        const last = r.ok ? (r.result as { lastSync?: { ok?: boolean } | null }).lastSync : null;
+        if (last !== null && last !== undefined && (last.ok === true || !untilSynced)) {
           return;
         }
       } catch {

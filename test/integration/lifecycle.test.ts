@@ -121,6 +121,34 @@ t.test('drift: another program flushing a guest chain and deleting a jump is rep
   t.equal((await probe(NS.g1, ACME, 2049)).result, 'connected', 'guest still served');
 });
 
+t.test('fail-closed: when the rules cannot be applied, no tunnel is adopted and nothing is forwarded', async (t) => {
+  // The lab's gateway forwards with FORWARD policy ACCEPT, like many hosts:
+  // an addressed tunnel without our rules would be an open route.
+  const d = new LabDaemon({ plane: 'kernel', env: { SGW_IPTABLES_RESTORE: '/bin/false' } });
+  t.teardown(() => d.dispose());
+  await d.start(false);
+  const s = await d.status();
+  t.equal(s.lastSync.ok, false, 'sync reported as failed');
+  t.equal(s.lastSync.error.code, 'SGW_ERR_KERNEL_RESTORE_FAILED');
+  const addr = await run('ip', ['-4', '-br', 'addr', 'show', 'dev', 'sgwt-g1'], { ns: NS.gw });
+  t.notMatch(addr.stdout, /169\.254\.1\.1/, 'tunnel not adopted');
+  t.not((await probe(NS.g1, ACME, 5201, { timeoutMs: 1500 })).result, 'connected', 'guest reaches nothing');
+  t.match(d.log(), /sync failed; keeping the last applied state/);
+});
+
+t.test('proxy plane on a host that does not forward: denials are still refused at once', async (t) => {
+  const fwd = (await run('sysctl', ['-n', 'net.ipv4.ip_forward'], { ns: NS.gw })).stdout.trim();
+  t.teardown(() => run('sysctl', ['-qw', `net.ipv4.ip_forward=${fwd}`], { ns: NS.gw }));
+  await run('sysctl', ['-qw', 'net.ipv4.ip_forward=0'], { ns: NS.gw });
+  const d = new LabDaemon({ plane: 'proxy' });
+  t.teardown(() => d.dispose());
+  await d.start();
+  t.equal((await probe(NS.g1, ACME, 2049)).result, 'connected', 'granted flow proxied');
+  const r = await probe(NS.g1, ACME, 5201);
+  t.equal(r.result, 'refused', 'denied flow refused');
+  t.ok(r.ms < 1000, `in ${r.ms} ms`);
+});
+
 t.test('SIGTERM: exits 0 with the log flushed; rules kept by default; --cleanup removes them', async (t) => {
   const d = new LabDaemon({ plane: 'kernel', keepRules: true });
   t.teardown(() => d.dispose());
@@ -137,7 +165,8 @@ t.test('SIGTERM: exits 0 with the log flushed; rules kept by default; --cleanup 
   const cli = await run(process.execPath, [SHAREGW, 'status', '--socket', d.socket]);
   t.equal(cli.code, 3, 'sharegw status exits 3 when the daemon is not running');
 
-  const c = await run('ip', ['netns', 'exec', NS.gw, process.execPath, SHAREGWD, '--cleanup', '--config', d.configFile]);
+  // Without --config: the tunnels are found from the rules themselves.
+  const c = await run('ip', ['netns', 'exec', NS.gw, process.execPath, SHAREGWD, '--cleanup']);
   t.equal(c.code, 0, c.stderr);
   t.match(c.stdout, /released 2 tunnel address/);
   const addr = await run('ip', ['-4', '-br', 'addr', 'show', 'dev', 'sgwt-g1'], { ns: NS.gw });

@@ -38,3 +38,12 @@ t.test('ownedFingerprint() ignores counters and foreign rules, sees any change t
   t.not(ownedFingerprint(parseSave(DUMP.replace('169.254.1.2/32', '169.254.1.3/32')), 'SGW-'), base, 'an edited rule is seen');
   t.equal(ownedFingerprint(parseSave(''), 'SGW-'), '', 'nothing owned');
 });
+
+t.test('ownedTunnels() reads the tunnels back from the anti-spoof rules', async (t) => {
+  const { ownedTunnels } = await import('../../src/dataplane/kernel/render');
+  t.same(ownedTunnels(parseSave(DUMP)), [{ iface: 'sgwt-g1', guestIp: '169.254.1.2' }], 'as rendered');
+  // as iptables-save (1.8.9, nf_tables) prints it back
+  const saved = DUMP.replace('-A SGW-PREROUTING -i sgwt-g1 ! -s 169.254.1.2/32', '-A SGW-PREROUTING ! -s 169.254.1.2/32 -i sgwt-g1');
+  t.same(ownedTunnels(parseSave(saved)), [{ iface: 'sgwt-g1', guestIp: '169.254.1.2' }], 'as iptables-save prints it');
+  t.same(ownedTunnels(parseSave('*raw\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n')), []);
+});

@@ -1,6 +1,7 @@
 import type { DesiredState } from '../../model/desired';
 import { PREFIX } from './chains';
-import { renderCleanup, renderRules } from './render';
+import { ownedTunnels, renderCleanup, renderRules } from './render';
+import type { OwnedTunnel } from './render';
 import { restoreRules, saveRuleset } from './restore';
 import { ownedFingerprint, parseSave, ruleChain } from './save-parse';
 import type { SavedRuleset } from './save-parse';
@@ -55,14 +56,21 @@ export class KernelRules {
 
   /** Removes every chain and jump we own. Returns whether anything was removed. */
   async cleanup(): Promise<boolean> {
-    const text = renderCleanup(parseSave(await saveRuleset()));
+    return (await this.cleanupAll()).removed;
+  }
+
+  /** Like cleanup(), and also says which tunnels the removed rules guarded. */
+  async cleanupAll(): Promise<{ removed: boolean; tunnels: OwnedTunnel[] }> {
+    const saved = parseSave(await saveRuleset());
+    const tunnels = ownedTunnels(saved);
+    const text = renderCleanup(saved);
     this.lastText = '';
     this.lastFingerprint = '';
     if (text === null) {
-      return false;
+      return { removed: false, tunnels };
     }
     await restoreRules(text);
-    return true;
+    return { removed: true, tunnels };
   }
 
   /** Denial and anti-spoof counters of our rules, including flushed ones. */

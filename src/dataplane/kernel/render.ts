@@ -177,3 +177,31 @@ export function renderCleanup(existing: SavedRuleset): string | null {
   }
   return out.length === 0 ? null : `${out.join('\n')}\n`;
 }
+
+/** A tunnel as our anti-spoof rule names it. */
+export interface OwnedTunnel {
+  iface: string;
+  guestIp: string;
+}
+
+/**
+ * The tunnels our rules guard, read back from the anti-spoof rules in raw
+ * PREROUTING. Lets `--cleanup` release tunnel addresses without the config
+ * (which may be gone or broken by then).
+ */
+export function ownedTunnels(existing: SavedRuleset): OwnedTunnel[] {
+  const out: OwnedTunnel[] = [];
+  for (const r of tableOf(existing, 'raw').rules) {
+    // iptables-save prints matches in its own order (`! -s` before `-i`),
+    // not in ours: pick the parts out independently.
+    if (!r.startsWith('-A SGW-PREROUTING ') || !r.endsWith('-j DROP') || !r.includes('antispoof')) {
+      continue;
+    }
+    const iface = / -i (\S+)/.exec(r)?.[1];
+    const guestIp = / ! -s (\d+\.\d+\.\d+\.\d+)\/32/.exec(r)?.[1];
+    if (iface !== undefined && guestIp !== undefined) {
+      out.push({ iface, guestIp });
+    }
+  }
+  return out;
+}

@@ -53,8 +53,11 @@ export async function saveRuleset(counters = false): Promise<string> {
 }
 
 /**
- * Applies restore input atomically with `--noflush`: a batch with one bad
- * line applies nothing. On failure the error carries the exit code, stderr
+ * Applies restore input with `--noflush`. Each table section is atomic (it
+ * is committed at its COMMIT line, all or nothing), but a batch is not: a
+ * failure in a later table leaves the earlier ones committed. Callers
+ * therefore never depend on two tables changing together (see ADR 0002 and
+ * the rules-before-tunnels order in the daemon). On failure the error carries the exit code, stderr
  * and the failing line with three lines around it.
  */
 export async function restoreRules(text: string): Promise<void> {

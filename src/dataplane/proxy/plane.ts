@@ -54,6 +54,25 @@ export class ProxyPlane {
   ) {}
 
   /**
+   * Ports of the grants of `desired` whose listeners are already open, as
+   * they would be after open() but without opening anything: used to render
+   * rules before tunnels are adopted.
+   */
+  listening(desired: DesiredState): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const g of desired.guests) {
+      for (const gr of g.grants) {
+        const key = proxyKey(g.key, gr.backend, gr.port);
+        const have = this.listeners.get(key);
+        if (have !== undefined && have.bindAddr === g.gatewayIp) {
+          out.set(key, have.localPort);
+        }
+      }
+    }
+    return out;
+  }
+
+  /**
    * Opens listeners for every grant of `desired` (new ones only) and makes
    * `desired` the state new connections are checked against. Returns the
    * ports that are listening, for the DNAT rules; a grant whose listener
