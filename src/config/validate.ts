@@ -81,7 +81,11 @@ function schemaProblems(src: YamlSource, error: z.ZodError, out: ConfigProblem[]
       }
       continue;
     }
-    out.push(src.problem(p, 'SGW_ERR_CONFIG_SCHEMA', issue.message, false));
+    // zod's wording for an absent key ("expected string, received undefined")
+    // sends operators looking for a value; say what is actually wrong.
+    const last = p[p.length - 1];
+    const missing = issue.code === 'invalid_type' && /received undefined$/.test(issue.message) && typeof last === 'string';
+    out.push(src.problem(p, 'SGW_ERR_CONFIG_SCHEMA', missing ? `required key "${last}" is missing` : issue.message, false));
   }
 }
 
@@ -148,8 +152,13 @@ function checkDaemon(src: YamlSource, out: ConfigProblem[]): DaemonConfig | null
       portRange = { from, to };
     }
   }
-  if (typeof f.metrics === 'string' && !/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|localhost):\d{1,5}$/.test(f.metrics)) {
-    out.push(src.problem(['metrics'], 'SGW_ERR_CONFIG_BAD_ADDRESS', `"${f.metrics}" is not HOST:PORT`));
+  if (typeof f.metrics === 'string') {
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)|localhost):(\d{1,5})$/.exec(f.metrics);
+    const host = m?.[1] ?? m?.[2];
+    const port = Number(m?.[3]);
+    if (m === null || (host !== undefined && parseIp(host) === null) || port < 1 || port > 65535) {
+      out.push(src.problem(['metrics'], 'SGW_ERR_CONFIG_BAD_ADDRESS', `"${f.metrics}" is not HOST:PORT (an IP address or localhost, port 1-65535)`));
+    }
   }
   const dir = path.dirname(src.file);
   const cfg: DaemonConfig = {
@@ -180,9 +189,20 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
     out.push(...src.problems);
     return null;
   }
-  const f = part(domainTopSchema, src.value ?? {}, src, out, []);
+  let f = part(domainTopSchema, src.value ?? {}, src, out, []);
+  // A bad top-level field (its problem is already reported) must not hide
+  // the problems of the guests and shares below it: check those anyway from
+  // a lenient reading, and return no domain at the end.
+  const broken = f === null;
   if (f === null) {
-    return null;
+    const raw = (src.value !== null && typeof src.value === 'object' && !Array.isArray(src.value) ? src.value : {}) as Record<string, unknown>;
+    f = {
+      name: typeof raw['name'] === 'string' ? raw['name'] : '',
+      project: '',
+      sourceIp: typeof raw['sourceIp'] === 'string' ? raw['sourceIp'] : '',
+      guests: Array.isArray(raw['guests']) ? (raw['guests'] as unknown[]) : [],
+      shares: Array.isArray(raw['shares']) ? (raw['shares'] as unknown[]) : [],
+    };
   }
   const ip = (text: string, key: (string | number)[], v4only = false): Ip => {
     const a = parseIp(text);
@@ -194,7 +214,8 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
     return a ?? { family: 4, text, value: 0n };
   };
 
-  const sourceIp = ip(f.sourceIp, ['sourceIp'], true);
+  // An empty sourceIp here means the schema problem was already reported.
+  const sourceIp = f.sourceIp === '' && broken ? { family: 4 as const, text: '', value: 0n } : ip(f.sourceIp, ['sourceIp'], true);
   const guests: Guest[] = [];
   const guestIndex: number[] = [];
   f.guests.forEach((raw, gi) => {
@@ -278,6 +299,9 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
   });
   dupes(src, f.shares.map((x) => idOf(x)), (i) => ['shares', i, 'id'], 'share id', out);
 
+  if (broken) {
+    return null;
+  }
   const domain: Domain = { file: src.file, name: f.name, project: f.project, sourceIp, guests, shares };
   if (f.shareNetwork !== undefined) {
     domain.shareNetwork = f.shareNetwork;

@@ -873,7 +873,7 @@ t.test('BAD_PORT_RANGE: the proxy port range', async (t) => {
 t.test('BAD_ADDRESS: metrics must be HOST:PORT', async (t) => {
   for (const bad of ['9610', '127.0.0.1', 'metrics.example:9610', '::1:9610', '127.0.0.1:', ':9610', '127.0.0.1:96100x', 'http://127.0.0.1:9610']) {
     const r = validate(`node: n\nmetrics: "${bad}"\n`);
-    t.same(r.problems.map((p) => [brief(p), p.message]), [['sharegwd.yaml:2:10 /metrics SGW_ERR_CONFIG_BAD_ADDRESS', `"${bad}" is not HOST:PORT`]], bad);
+    t.same(r.problems.map((p) => [brief(p), p.message]), [['sharegwd.yaml:2:10 /metrics SGW_ERR_CONFIG_BAD_ADDRESS', `"${bad}" is not HOST:PORT (an IP address or localhost, port 1-65535)`]], bad);
   }
   for (const ok of ['127.0.0.1:9610', '0.0.0.0:9610', 'localhost:9610', '[::1]:9610', '[::]:80']) {
     const r = validate(`node: n\nmetrics: "${ok}"\n`);
@@ -1036,4 +1036,37 @@ t.test('sharegwd --check-config exits 0 on a good configuration and 1 with file:
   t.equal(missing.status, 1, 'a missing daemon file exits 1');
   t.match(missing.stderr, `${path.join(dir, 'missing.yaml')}: (document): cannot read file: ENOENT`);
   t.match(missing.stderr, '[SGW_ERR_CONFIG_IO]');
+});
+
+t.test('daemon file: metrics needs a real IP (or localhost) and a port 1-65535', async (t) => {
+  for (const m of ['999.1.1.1:9610', '127.0.0.1:0', '127.0.0.1:99999', '[zz::1]:9610', 'example.com:9610']) {
+    const r = validate(`node: n\nmetrics: "${m}"\n`);
+    t.same(r.problems.map((p) => p.code), ['SGW_ERR_CONFIG_BAD_ADDRESS'], m);
+  }
+  for (const m of ['127.0.0.1:9610', 'localhost:1', '[::1]:65535', '0.0.0.0:9610']) {
+    t.same(validate(`node: n\nmetrics: "${m}"\n`).problems, [], m);
+  }
+});
+
+t.test('domain file: a bad top-level field does not hide problems in guests and shares', async (t) => {
+  const text = `name: acme
+sourceIp: 198.18.0.11
+guests:
+  - instance: g1
+    tunnel: { interface: sgwt-g1, guestIp: 169.254.1.2, gatewayIp: 169.254.1.300 }
+    addresses: [198.19.0.5]
+shares:
+  - id: s1
+    proto: NFS
+    exportLocations: ["198.18.0.100:/export/acme"]
+    accessRules: [{ accessType: ip, accessTo: 198.19.0.0/33, accessLevel: rw }]
+`;
+  const r = validate(DAEMON, { 'acme.yaml': text });
+  t.equal(r.config, null);
+  t.same(
+    r.problems.map((p) => `${p.pointer} ${p.code}`),
+    ['/project SGW_ERR_CONFIG_SCHEMA', '/guests/0/tunnel/gatewayIp SGW_ERR_CONFIG_BAD_IP', '/shares/0/accessRules/0/accessTo SGW_ERR_CONFIG_BAD_CIDR'],
+    'missing project, bad gateway IP and bad CIDR all reported',
+  );
+  t.equal(r.problems[0]?.message, 'required key "project" is missing');
 });
