@@ -8,6 +8,8 @@ import type { DesiredState } from './model/desired';
 import type { Counters } from './observability/counters';
 import type { Logger } from './observability/logger';
 import { compileDesired } from './policy/policy';
+import { deleteFlows } from './dataplane/kernel/conntrack';
+import { revocations } from './policy/revocations';
 import { adoptTunnels, enableForwarding, isLocalAddress, releaseTunnel } from './tunnels/host';
 import type { TunnelState } from './tunnels/host';
 
@@ -30,6 +32,8 @@ interface SyncResult {
 export class Daemon {
   private config: SgwConfig;
   private desired: DesiredState;
+  /** The desired state whose grants were last fully enforced (rules and revocations). */
+  private applied: DesiredState | null = null;
   private generation = 1;
   private readonly kernel = new KernelRules();
   private proxy: ProxyPlane | null = null;
@@ -127,6 +131,8 @@ export class Daemon {
       } else {
         await enableForwarding();
       }
+      // Rules now refuse what was taken away; cut what is still flowing.
+      await this.cutRevoked(desired, t0);
       this.forceNext = false;
       this.lastSync = { ok: true, at: new Date().toISOString(), durationMs: performance.now() - t0, applied: report !== null };
       if (report?.drifted === true) {
@@ -146,6 +152,33 @@ export class Daemon {
       this.lastSync = { ok: false, at: new Date().toISOString(), durationMs: performance.now() - t0, applied: false, error: { ...e, ...(typeof context === 'string' && context !== '' ? { context } : {}) } };
       this.log.error({ code: e.code, err: e.message, context }, 'sync failed; keeping the last applied state and retrying');
     }
+  }
+
+  /**
+   * Ends established flows of grants that `desired` no longer has (compared
+   * with the last state whose revocations all succeeded). On failure the
+   * last state stays as it was, so the next sync tries again: a revoked flow
+   * must not survive a transient conntrack error.
+   */
+  private async cutRevoked(desired: DesiredState, t0: number): Promise<void> {
+    const revs = revocations(this.applied, desired);
+    if (revs.length > 0) {
+      let cut: number;
+      if (this.proxy !== null) {
+        cut = this.proxy.revoke(revs);
+      } else {
+        cut = await deleteFlows(revs.map((r) => ({ src: r.guestIp, dst: r.backend, dport: r.port })));
+      }
+      for (const r of revs) {
+        this.counters.inc('sharegw_revocations_total', { reason: r.reason });
+      }
+      this.counters.inc('sharegw_flows_cut_total', { plane: this.config.daemon.dataplane }, cut);
+      this.log.info(
+        { revoked: revs.map((r) => `${r.guestKey} ${r.backend}:${r.port} ${r.reason}`), flowsCut: cut, ms: Math.round(performance.now() - t0) },
+        'access revoked; established flows cut',
+      );
+    }
+    this.applied = desired;
   }
 
   private async releaseRemovedTunnels(before: TunnelState[], desired: DesiredState): Promise<void> {

@@ -99,6 +99,56 @@ export function holdConnection(ns: string, host: string, port: number): Promise<
   });
 }
 
+/** A command running in the background in a namespace; `done` resolves at its exit, with the time. */
+export interface Background {
+  done: Promise<{ code: number | null; at: number; stderr: string }>;
+  kill: () => void;
+  running: () => boolean;
+}
+
+export function background(ns: string, cmd: string, args: string[]): Background {
+  const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  let exited = false;
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const done = new Promise<{ code: number | null; at: number; stderr: string }>((resolve) =>
+    child.on('close', (code) => {
+      exited = true;
+      resolve({ code, at: Date.now(), stderr });
+    }),
+  );
+  return { done, kill: () => void child.kill('SIGKILL'), running: () => !exited };
+}
+
+/** Writes a file of `mib` MiB quickly (a random MiB repeated with a counter), returns its sha256. */
+export function bigFile(file: string, mib: number): string {
+  const block = crypto.randomBytes(1024 * 1024);
+  const h = crypto.createHash('sha256');
+  const fd = fs.openSync(file, 'w');
+  try {
+    for (let i = 0; i < mib; i++) {
+      block.writeUInt32BE(i, 0);
+      fs.writeSync(fd, block);
+      h.update(block);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.chmodSync(file, 0o666);
+  return h.digest('hex');
+}
+
+/** Limits gateway->guest throughput on a tunnel so transfers last long enough to act on. */
+export async function shape(iface: string, rate: string | null): Promise<void> {
+  await run('tc', ['qdisc', 'del', 'dev', iface, 'root'], { ns: NS.gw });
+  if (rate !== null) {
+    const r = await run('tc', ['qdisc', 'add', 'dev', iface, 'root', 'tbf', 'rate', rate, 'burst', '256k', 'latency', '200ms'], { ns: NS.gw });
+    if (r.code !== 0) {
+      throw new Error(`tc: ${r.stderr}`);
+    }
+  }
+}
+
 export function sha256File(file: string): string {
   return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }

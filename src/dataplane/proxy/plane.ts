@@ -1,5 +1,6 @@
 import * as net from 'node:net';
 import type { ProxySettings } from '../../model/config';
+import type { Revocation } from '../../policy/revocations';
 import type { DesiredState, GuestState } from '../../model/desired';
 import type { Counters } from '../../observability/counters';
 import type { Logger } from '../../observability/logger';
@@ -110,6 +111,26 @@ export class ProxyPlane {
       }
     }
     return active;
+  }
+
+  /**
+   * Cuts the live sessions of revoked grants (reset both legs). Returns how
+   * many were cut. New connections for them are already refused by the rules.
+   */
+  revoke(revs: readonly Revocation[]): number {
+    if (revs.length === 0) {
+      return 0;
+    }
+    const cut = new Set(revs.map((r) => `${r.guestKey} ${r.backend}:${r.port}`));
+    let n = 0;
+    for (const s of [...this.sessions]) {
+      const m = this.meta.get(s);
+      if (m !== undefined && cut.has(`${m.guestKey} ${m.backend}:${m.port}`)) {
+        s.close('revoked');
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Closes listeners no grant of the current state needs (call after rules moved off them). */

@@ -1,0 +1,49 @@
+import t from 'tap';
+import type { DesiredState, GuestState, Grant } from '../../src/model/desired';
+import { revocations } from '../../src/policy/revocations';
+
+const grant = (backend: string, port: number, level: 'rw' | 'ro' = 'rw'): Grant => ({ backend, port, service: port === 445 ? 'smb' : 'nfs', proto: port === 445 ? 'CIFS' : 'NFS', level, shares: [{ id: 's', level }] });
+const guest = (key: string, grants: Grant[], over: Partial<GuestState> = {}): GuestState => ({
+  key,
+  domain: key.split('/')[0] ?? '',
+  instance: key.split('/')[1] ?? '',
+  iface: `t-${key.split('/')[1] ?? ''}`,
+  guestIp: '169.254.1.2',
+  gatewayIp: '169.254.1.1',
+  sourceIp: '198.18.0.11',
+  grants,
+  ...over,
+});
+const state = (...guests: GuestState[]): DesiredState => ({ dataplane: 'kernel', guests });
+
+const A = guest('acme/g1', [grant('198.18.0.100', 445), grant('198.18.0.100', 2049)]);
+const B = guest('beta/g2', [grant('198.18.0.101', 2049)], { guestIp: '169.254.2.2', sourceIp: '198.18.0.12' });
+
+t.test('nothing to revoke on the first sync or when nothing changed', async (t) => {
+  t.same(revocations(null, state(A, B)), []);
+  t.same(revocations(state(A, B), state(A, B)), []);
+  t.same(revocations(state(A), state(A, B)), [], 'adding a guest revokes nothing');
+  t.same(revocations(state(A, B), state(guest('acme/g1', [...A.grants, grant('198.18.0.102', 2049)]), B)), [], 'adding a grant revokes nothing');
+});
+
+t.test('a removed grant is revoked for that guest only', async (t) => {
+  const next = state(guest('acme/g1', [grant('198.18.0.100', 2049)]), B);
+  t.same(revocations(state(A, B), next), [{ guestKey: 'acme/g1', guestIp: '169.254.1.2', backend: '198.18.0.100', port: 445, reason: 'grant-removed' }]);
+});
+
+t.test('a level change is revoked so the new level applies on reconnect', async (t) => {
+  const next = state(guest('acme/g1', [grant('198.18.0.100', 445), grant('198.18.0.100', 2049, 'ro')]), B);
+  t.same(revocations(state(A, B), next).map((r) => `${r.port} ${r.reason}`), ['2049 level-changed']);
+});
+
+t.test('a removed guest loses every grant, with its old tunnel address', async (t) => {
+  t.same(revocations(state(A, B), state(A)), [{ guestKey: 'beta/g2', guestIp: '169.254.2.2', backend: '198.18.0.101', port: 2049, reason: 'guest-removed' }]);
+});
+
+t.test('a new tunnel address or interface or source IP cuts all flows of the guest', async (t) => {
+  const moved = state(guest('acme/g1', A.grants, { guestIp: '169.254.1.6' }), B);
+  const r = revocations(state(A, B), moved);
+  t.same(r.map((x) => `${x.guestIp} ${x.port} ${x.reason}`), ['169.254.1.2 445 tunnel-changed', '169.254.1.2 2049 tunnel-changed'], 'old address is the one conntrack knows');
+  t.same(revocations(state(A), state(guest('acme/g1', A.grants, { iface: 'other' }))).map((x) => x.reason), ['tunnel-changed', 'tunnel-changed']);
+  t.same(revocations(state(A), state(guest('acme/g1', A.grants, { sourceIp: '198.18.0.99' }))).map((x) => x.reason), ['source-changed', 'source-changed']);
+});
