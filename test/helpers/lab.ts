@@ -79,21 +79,23 @@ export async function probe(ns: string, host: string, port: number, opts: { loca
  * `release()`: resolves once the probe reports its result, so callers can
  * inspect socket tables while the connection certainly exists.
  */
-export function holdConnection(ns: string, host: string, port: number): Promise<{ result: ProbeResult; release: () => void }> {
+export function holdConnection(ns: string, host: string, port: number, lport?: number): Promise<{ result: ProbeResult; release: () => void; closed: Promise<void> }> {
   return new Promise((resolve) => {
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, PROBE, host, String(port), '--hold', '60000'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const extra = lport === undefined ? [] : ['--lport', String(lport)];
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, PROBE, host, String(port), '--hold', '60000', ...extra], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const closed = new Promise<void>((r) => child.on('close', () => r()));
     let buf = '';
     const release = (): void => void child.kill('SIGKILL');
     const timer = setTimeout(() => {
       release();
-      resolve({ result: { result: 'error', ms: 10_000, code: 'probe did not report' }, release });
+      resolve({ result: { result: 'error', ms: 10_000, code: 'probe did not report' }, release, closed });
     }, 10_000);
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
       buf += d;
       const nl = buf.indexOf('\n');
       if (nl !== -1) {
         clearTimeout(timer);
-        resolve({ result: JSON.parse(buf.slice(0, nl)) as ProbeResult, release });
+        resolve({ result: JSON.parse(buf.slice(0, nl)) as ProbeResult, release, closed });
       }
     });
   });

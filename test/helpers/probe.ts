@@ -1,6 +1,6 @@
 /**
  * TCP probe run inside a guest namespace by the integration tests:
- *   node probe.js HOST PORT [--local ADDR] [--timeout MS] [--hold MS]
+ *   node probe.js HOST PORT [--local ADDR] [--lport PORT] [--timeout MS] [--hold MS]
  * Prints one JSON line: {"result":"connected"|"refused"|"unreachable"|"timeout"|"error","ms":N,"code":..}
  * With --hold, a connected socket is kept open that long (so the backend's
  * socket table can be inspected) and the line is printed right after connecting.
@@ -13,6 +13,7 @@ const opt = (name: string): string | undefined => {
   return i === -1 ? undefined : rest[i + 1];
 };
 const localAddress = opt('--local');
+const localPort = opt('--lport');
 const timeoutMs = Number(opt('--timeout') ?? '3000');
 const holdMs = Number(opt('--hold') ?? '0');
 
@@ -22,15 +23,27 @@ const report = (result: string, code?: string): void => {
   process.stdout.write(`${JSON.stringify({ result, ms: Math.round(elapsed()), code })}\n`);
 };
 
-const sock = net.connect({ host: host ?? '', port: Number(portText), ...(localAddress !== undefined ? { localAddress } : {}) });
+const sock = net.connect({
+  host: host ?? '',
+  port: Number(portText),
+  ...(localAddress !== undefined ? { localAddress } : {}),
+  ...(localPort !== undefined ? { localPort: Number(localPort) } : {}),
+});
 const timer = setTimeout(() => {
   report('timeout');
   sock.destroy();
 }, timeoutMs);
+let hold: NodeJS.Timeout | null = null;
 sock.on('connect', () => {
   clearTimeout(timer);
   report('connected');
-  setTimeout(() => sock.destroy(), holdMs);
+  hold = setTimeout(() => sock.destroy(), holdMs);
+});
+// A held connection that the other side ends finishes the probe at once.
+sock.on('close', () => {
+  if (hold !== null) {
+    clearTimeout(hold);
+  }
 });
 sock.on('error', (err: NodeJS.ErrnoException) => {
   clearTimeout(timer);
