@@ -119,6 +119,11 @@ t.test('drift: another program flushing a guest chain and deleting a jump is rep
   t.ok(repairs >= 1, `repair counted (${repairs})`);
   t.match(d.log(), /repaired/);
   t.equal((await probe(NS.g1, ACME, 2049)).result, 'connected', 'guest still served');
+  // Isolation holds again after the repair.
+  t.equal((await probe(NS.g2, ACME, 2049)).result, 'refused', 'other domain refused');
+  t.equal((await probe(NS.g1, ACME, 5201)).result, 'refused', 'non-share port refused');
+  t.equal((await probe(NS.g1, '198.18.0.102', 2049)).result, 'refused', 'share without access rule refused');
+  t.equal((await probe(NS.g1, ACME, 2049, { local: '198.19.0.5', timeoutMs: 1500 })).result, 'timeout', 'foreign source dropped');
 });
 
 t.test('fail-closed: when the rules cannot be applied, no tunnel is adopted and nothing is forwarded', async (t) => {
