@@ -57,7 +57,7 @@ DAEMONS="rpcbind:$NS_BE ganesha:$NS_BE smbd:$NS_BE iperf3:$NS_BE"
 BE_PORTS="111 2049 20048 445 5201"
 
 PKGS="iptables conntrack iperf3 socat haproxy libnfs-utils smbclient samba nfs-ganesha
-      nfs-ganesha-vfs nfs-ganesha-proxy-v4 rpcbind iproute2 procps"
+      nfs-ganesha-vfs nfs-ganesha-proxy-v4 rpcbind iproute2 procps systemd python3"
 
 log() { echo "lab: $*" >&2; }
 die() { echo "lab: ERROR: $*" >&2; exit 1; }
