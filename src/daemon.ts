@@ -8,6 +8,10 @@ import type { DesiredState } from './model/desired';
 import type { Counters } from './observability/counters';
 import type { Logger } from './observability/logger';
 import { compileDesired } from './policy/policy';
+import { BoundedRunner } from './control/runner';
+import { configDigest, STATE_VERSION, StateStore } from './control/store';
+import { createNotifier, watchdogIntervalMs } from './daemon/notify';
+import type { Notifier } from './daemon/notify';
 import { deleteFlows } from './dataplane/kernel/conntrack';
 import { revocations } from './policy/revocations';
 import { adoptTunnels, enableForwarding, isLocalAddress, releaseTunnel } from './tunnels/host';
@@ -21,6 +25,11 @@ interface SyncResult {
   applied: boolean;
   error?: { code: string; message: string; context?: string };
 }
+
+/** On-demand syncs (reload, admin) run at once but no more often than this. */
+const MIN_SYNC_INTERVAL_MS = 200;
+/** First retry after a failed sync; doubles up to syncInterval. */
+const RETRY_MIN_MS = 1000;
 
 /**
  * The daemon: owns the configuration, computes desired state, and drives
@@ -41,9 +50,15 @@ export class Daemon {
   private tunnels: TunnelState[] = [];
   private lastSync: SyncResult | null = null;
   private lastReload: { ok: boolean; at: string; problems: string[] } | null = null;
-  private timer: NodeJS.Timeout | null = null;
-  private syncing: Promise<void> | null = null;
-  private syncAgain = false;
+  /** The sync loop: periodic verify/repair, on-demand runs, backoff on failure. */
+  private readonly runner: BoundedRunner;
+  /** Last-known-good state on disk (stateDir). */
+  private readonly store: StateStore;
+  private readonly notifier: Notifier;
+  private watchdogTimer: NodeJS.Timeout | null = null;
+  private lastStateSave: { ok: boolean; at: string; error?: { code: string; message: string } } | null = null;
+  private restored: { generation: number; savedAt: string; sameConfig: boolean } | null = null;
+  private lastSavedKey = '';
   private forceNext = true;
   private stopped = false;
   private readonly warnedSource = new Set<string>();
@@ -55,6 +70,13 @@ export class Daemon {
   ) {
     this.config = config;
     this.desired = compileDesired(config);
+    this.store = new StateStore(config.daemon.stateDir, config.daemon.node, { log });
+    this.notifier = createNotifier(process.env, log, { counters });
+    this.runner = new BoundedRunner(() => this.doSync(), {
+      minIntervalMs: MIN_SYNC_INTERVAL_MS,
+      maxIntervalMs: config.daemon.syncIntervalMs,
+      retryMinMs: Math.min(RETRY_MIN_MS, config.daemon.syncIntervalMs),
+    });
   }
 
   /** Applies the configuration, opens the admin socket, starts the sync loop. */
@@ -65,43 +87,30 @@ export class Daemon {
     if (this.config.daemon.dataplane === 'proxy') {
       this.proxy = new ProxyPlane(this.config.daemon.proxy, this.log, this.counters);
     }
-    await this.sync();
+    await this.restoreState();
+    await this.runner.runNow();
     this.admin = new AdminServer(this.config.daemon.adminSocket, (cmd) => this.command(cmd), this.log, this.counters);
     await this.admin.listen();
-    this.schedule();
+    this.runner.start();
+    void this.notifier.ready(this.statusLine());
+    const wd = watchdogIntervalMs();
+    if (wd !== null) {
+      this.watchdogTimer = setInterval(() => void this.notifier.watchdog(), wd);
+      this.watchdogTimer.unref();
+    }
     this.log.info(
       { node: this.config.daemon.node, dataplane: this.config.daemon.dataplane, domains: this.config.domains.length, guests: this.desired.guests.length },
       'sharegwd started',
     );
   }
 
-  private schedule(): void {
-    if (this.stopped) {
-      return;
-    }
-    this.timer = setTimeout(() => {
-      void this.sync().finally(() => this.schedule());
-    }, this.config.daemon.syncIntervalMs);
-    this.timer.unref();
-  }
-
-  /** Runs one sync now, or once more after the running one. Never throws. */
+  /** Asks for a sync now (rate-limited); resolves when one that started after the call is done. */
   sync(): Promise<void> {
-    if (this.syncing !== null) {
-      this.syncAgain = true;
-      return this.syncing;
-    }
-    this.syncing = this.doSync().finally(() => {
-      this.syncing = null;
-      if (this.syncAgain && !this.stopped) {
-        this.syncAgain = false;
-        void this.sync();
-      }
-    });
-    return this.syncing;
+    return this.runner.request();
   }
 
-  private async doSync(): Promise<void> {
+  private async doSync(): Promise<boolean> {
+    let ok = false;
     const t0 = performance.now();
     const force = this.forceNext;
     const desired = this.desired;
@@ -135,9 +144,11 @@ export class Daemon {
       await this.cutRevoked(desired, t0);
       this.forceNext = false;
       this.lastSync = { ok: true, at: new Date().toISOString(), durationMs: performance.now() - t0, applied: report !== null };
+      ok = true;
+      await this.saveState();
       if (report?.drifted === true) {
         this.counters.inc('sharegw_rule_drift_repairs_total');
-        this.log.warn({ generation: this.generation }, 'another program changed sharegw chains or jumps; repaired');
+        this.log.warn({ generation: this.generation, diff: report.driftSample }, 'another program changed sharegw chains or jumps; repaired');
       }
       if (report !== null) {
         this.counters.inc('sharegw_rule_applies_total', { result: 'ok' });
@@ -152,6 +163,7 @@ export class Daemon {
       this.lastSync = { ok: false, at: new Date().toISOString(), durationMs: performance.now() - t0, applied: false, error: { ...e, ...(typeof context === 'string' && context !== '' ? { context } : {}) } };
       this.log.error({ code: e.code, err: e.message, context }, 'sync failed; keeping the last applied state and retrying');
     }
+    return ok;
   }
 
   /**
@@ -179,6 +191,75 @@ export class Daemon {
       );
     }
     this.applied = desired;
+  }
+
+  /**
+   * Loads the last-known-good state. It tells which grants were enforced
+   * before a restart (so grants removed while the daemon was down are cut at
+   * the first sync) and which proxy ports were in use (so the first sync
+   * renders the rules already in the kernel). A corrupt or foreign file is
+   * set aside by the store; we rebuild from configuration and say so.
+   */
+  private async restoreState(): Promise<void> {
+    const r = await this.store.load();
+    if (r.kind === 'invalid') {
+      this.counters.inc('sharegw_state_load_errors_total', { code: r.error.code });
+      this.log.error({ code: r.error.code, err: r.error.message, movedTo: r.movedTo }, 'state file unusable; rebuilding from configuration');
+      return;
+    }
+    if (r.kind === 'none') {
+      return;
+    }
+    const st = r.state;
+    if (st.desired.dataplane !== this.config.daemon.dataplane) {
+      this.log.warn({ was: st.desired.dataplane }, 'state was written for the other data plane; not reused');
+      return;
+    }
+    this.applied = st.desired;
+    this.proxy?.seedPorts(st.proxyPorts);
+    const sameConfig = st.configDigest === configDigest(this.config);
+    this.generation = sameConfig ? st.generation : st.generation + 1;
+    this.restored = { generation: st.generation, savedAt: st.savedAt, sameConfig };
+    this.log.info({ generation: st.generation, savedAt: st.savedAt, sameConfig }, 'last-known-good state restored');
+  }
+
+  /** Writes the enforced state; a failure is reported and counted, never fatal. */
+  private async saveState(): Promise<void> {
+    if (this.applied === null) {
+      return;
+    }
+    const at = new Date().toISOString();
+    const content = {
+      generation: this.generation,
+      configDigest: configDigest(this.config),
+      desired: this.applied,
+      proxyPorts: this.proxy?.allocatedPorts() ?? {},
+    };
+    // Periodic syncs change nothing most of the time: no disk write then.
+    const key = JSON.stringify(content);
+    if (key === this.lastSavedKey && this.lastStateSave?.ok === true) {
+      return;
+    }
+    try {
+      await this.store.save({ version: STATE_VERSION, node: this.config.daemon.node, savedAt: at, ...content });
+      this.lastSavedKey = key;
+      if (this.lastStateSave?.ok === false) {
+        this.log.info('state file written again');
+      }
+      this.lastStateSave = { ok: true, at };
+    } catch (err) {
+      const e = describeError(err);
+      this.counters.inc('sharegw_state_save_errors_total', { code: e.code });
+      if (this.lastStateSave?.ok !== false) {
+        this.log.error({ code: e.code, err: e.message }, 'cannot write state file; running on, will retry every sync');
+      }
+      this.lastStateSave = { ok: false, at, error: { code: e.code, message: e.message } };
+    }
+  }
+
+  private statusLine(): string {
+    const s = this.lastSync;
+    return `generation ${this.generation}, ${this.desired.guests.length} guests, last sync ${s === null ? 'never' : s.ok ? 'ok' : 'FAILED'}`;
   }
 
   private async releaseRemovedTunnels(before: TunnelState[], desired: DesiredState): Promise<void> {
@@ -212,6 +293,16 @@ export class Daemon {
    * problem. Returns the problems (empty on success).
    */
   async reload(): Promise<string[]> {
+    void this.notifier.reloading();
+    try {
+      return await this.reloadConfig();
+    } finally {
+      // Also after a rejected reload: systemd must leave "reloading".
+      void this.notifier.ready(this.statusLine());
+    }
+  }
+
+  private async reloadConfig(): Promise<string[]> {
     const at = new Date().toISOString();
     let next: SgwConfig;
     try {
@@ -277,6 +368,8 @@ export class Daemon {
       generation: this.generation,
       lastSync: this.lastSync,
       lastReload: this.lastReload,
+      state: { dir: this.config.daemon.stateDir, lastSave: this.lastStateSave, restored: this.restored },
+      notify: this.notifier.kind,
       domains: this.config.domains.map((d) => ({
         name: d.name,
         project: d.project,
@@ -304,13 +397,13 @@ export class Daemon {
       return;
     }
     this.stopped = true;
-    if (this.timer !== null) {
-      clearTimeout(this.timer);
+    void this.notifier.stopping();
+    if (this.watchdogTimer !== null) {
+      clearInterval(this.watchdogTimer);
     }
+
     await this.admin?.close();
-    if (this.syncing !== null) {
-      await this.syncing;
-    }
+    await this.runner.stop();
     await this.proxy?.close(this.config.daemon.proxy.drainTimeoutMs);
     if (!this.config.daemon.keepRulesOnExit) {
       try {

@@ -82,6 +82,51 @@ export class InvalidStateError extends SgwError {
 /** The admin protocol saw a malformed request or response. */
 export class AdminProtocolError extends SgwError {}
 
+/** Stable codes of StateError. */
+export type StateErrorCode =
+  /** Reading or writing the state file failed (ENOSPC, EACCES, EIO, ...). */
+  | 'SGW_ERR_STATE_IO'
+  /** The file is not JSON, is truncated, too large, or has the wrong shape. */
+  | 'SGW_ERR_STATE_CORRUPT'
+  /** The file is well formed but was written for another node or in an unknown version. */
+  | 'SGW_ERR_STATE_FOREIGN';
+
+/**
+ * The last-known-good state file could not be written or used. The message
+ * names the file and, for I/O, the errno code; it never quotes file content.
+ */
+export class StateError extends SgwError {
+  declare readonly code: StateErrorCode;
+  /** The file (or directory) concerned. */
+  readonly path: string;
+  /** The errno code (`ENOSPC`, `EACCES`, ...) for SGW_ERR_STATE_IO; null otherwise. */
+  readonly errno: string | null;
+
+  constructor(code: StateErrorCode, message: string, details: { path: string; errno?: string | null; cause?: unknown }) {
+    super(code, message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.path = details.path;
+    this.errno = details.errno ?? null;
+  }
+}
+
+/** Stable codes of NotifyError. */
+export type NotifyErrorCode =
+  /** The notifier binary could not be started (ENOENT, EACCES). */
+  | 'SGW_ERR_NOTIFY_SPAWN'
+  /** The notifier exited non-zero or was killed. */
+  | 'SGW_ERR_NOTIFY_EXIT'
+  /** The notifier did not finish in time (the service manager did not take the message). */
+  | 'SGW_ERR_NOTIFY_TIMEOUT';
+
+/**
+ * A readiness/watchdog notification could not be delivered. Never thrown
+ * into callers: the notifier logs and counts it (notifications are advisory
+ * to the daemon's own work, fatal only through systemd's timeouts).
+ */
+export class NotifyError extends SgwError {
+  declare readonly code: NotifyErrorCode;
+}
+
 /** Returns a short, secret-free description of any thrown value. */
 export function describeError(err: unknown): { code: string; message: string } {
   if (err instanceof SgwError) {

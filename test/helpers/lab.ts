@@ -14,6 +14,30 @@ import type { AdminCommand, AdminResponse } from '../../src/admin/protocol';
 import { labYaml } from './configs';
 
 export const ROOT = path.resolve(__dirname, '../../..');
+
+/**
+ * Every long-running child a test starts (daemons, background transfers).
+ * If the test process is killed (tap's timeout sends SIGTERM), they must not
+ * outlive it and disturb the next test file: kill them, by pid, on the way out.
+ */
+const children = new Set<ChildProcess>();
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+function killChildren(): void {
+  for (const c of children) {
+    c.kill('SIGKILL');
+  }
+}
+process.on('exit', killChildren);
+for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(sig, () => {
+    killChildren();
+    process.kill(process.pid, sig);
+  });
+}
 export const NS = { gw: 'sgwlab-gw', be: 'sgwlab-be', g1: 'sgwlab-g1', g2: 'sgwlab-g2' } as const;
 export const DATA = '/var/lib/sgwlab/data';
 export const LAB_SH = path.join(ROOT, 'test/lab/lab.sh');
@@ -83,6 +107,7 @@ export function holdConnection(ns: string, host: string, port: number, lport?: n
   return new Promise((resolve) => {
     const extra = lport === undefined ? [] : ['--lport', String(lport)];
     const child = spawn('ip', ['netns', 'exec', ns, process.execPath, PROBE, host, String(port), '--hold', '60000', ...extra], { stdio: ['ignore', 'pipe', 'ignore'] });
+    track(child);
     const closed = new Promise<void>((r) => child.on('close', () => r()));
     let buf = '';
     const release = (): void => void child.kill('SIGKILL');
@@ -110,6 +135,7 @@ export interface Background {
 
 export function background(ns: string, cmd: string, args: string[]): Background {
   const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  track(child);
   let stderr = '';
   let exited = false;
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
@@ -230,10 +256,12 @@ export class LabDaemon {
   async start(untilSynced = true): Promise<void> {
     const out = fs.openSync(this.logFile, 'a');
     // `ip netns exec` execs the command in place: the child's pid is sharegwd's pid.
-    const child = spawn('ip', ['netns', 'exec', NS.gw, process.execPath, SHAREGWD, '--config', this.configFile], {
-      stdio: ['ignore', out, out],
-      env: { ...process.env, ...(this.opts.env ?? {}) },
-    });
+    const child = track(
+      spawn('ip', ['netns', 'exec', NS.gw, process.execPath, SHAREGWD, '--config', this.configFile], {
+        stdio: ['ignore', out, out],
+        env: { ...process.env, ...(this.opts.env ?? {}) },
+      }),
+    );
     fs.closeSync(out);
     this.child = child;
     this.exit = new Promise((resolve) => child.on('exit', (code) => resolve(code)));

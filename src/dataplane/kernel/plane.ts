@@ -12,6 +12,8 @@ export interface ApplyReport {
   durationMs: number;
   /** The apply repaired changes another program made to our chains or jumps. */
   drifted: boolean;
+  /** Up to 6 lines that were missing (-) or foreign (+), for the log. */
+  driftSample: string[];
 }
 
 /** Per-guest kernel counters read from our rules' comments. */
@@ -40,7 +42,9 @@ export class KernelRules {
     const t0 = performance.now();
     const existing = parseSave(await saveRuleset(true));
     const text = renderRules(proxyPorts === undefined ? { desired, existing } : { desired, existing, proxyPorts });
-    const drifted = this.lastFingerprint !== '' && ownedFingerprint(existing, PREFIX) !== this.lastFingerprint;
+    const now = ownedFingerprint(existing, PREFIX);
+    const drifted = this.lastFingerprint !== '' && now !== this.lastFingerprint;
+    const driftSample = drifted ? sampleDiff(this.lastFingerprint, now) : [];
     const unchanged = text === this.lastText;
     if (onlyIfChanged && unchanged && !drifted) {
       return null;
@@ -51,7 +55,7 @@ export class KernelRules {
     // What the kernel now holds, in its own spelling: the next sync compares
     // against this to notice edits by other programs (drift).
     this.lastFingerprint = ownedFingerprint(parseSave(await saveRuleset(false)), PREFIX);
-    return { lines: text.split('\n').length, durationMs: performance.now() - t0, drifted };
+    return { lines: text.split('\n').length, durationMs: performance.now() - t0, drifted, driftSample };
   }
 
   /** Removes every chain and jump we own. Returns whether anything was removed. */
@@ -112,4 +116,13 @@ export function countersOf(saved: SavedRuleset): KernelCounters {
       });
     }
   return { byGuest };
+}
+
+/** A few lines of difference between two fingerprints, for the drift log. */
+function sampleDiff(was: string, now: string): string[] {
+  const a = new Set(was.split('\n'));
+  const b = new Set(now.split('\n'));
+  const missing = [...a].filter((l) => !b.has(l)).map((l) => `- ${l}`);
+  const extra = [...b].filter((l) => !a.has(l)).map((l) => `+ ${l}`);
+  return [...missing.slice(0, 3), ...extra.slice(0, 3)];
 }

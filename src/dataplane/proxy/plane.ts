@@ -55,6 +55,26 @@ export class ProxyPlane {
   ) {}
 
   /**
+   * Reuses the listener ports of a previous run (last-known-good state), so
+   * the DNAT rules a restart renders are the ones already in the kernel.
+   * Ports outside the configured range, or already taken, are ignored.
+   */
+  seedPorts(ports: Readonly<Record<string, number>>): void {
+    const used = new Set(this.ports.values());
+    for (const [key, port] of Object.entries(ports)) {
+      if (!this.ports.has(key) && !used.has(port) && port >= this.settings.portRange.from && port <= this.settings.portRange.to) {
+        this.ports.set(key, port);
+        used.add(port);
+      }
+    }
+  }
+
+  /** Every allocated port by grant key (for the state file). */
+  allocatedPorts(): Record<string, number> {
+    return Object.fromEntries([...this.ports.entries()].sort(([a], [b]) => (a < b ? -1 : 1)));
+  }
+
+  /**
    * Ports of the grants of `desired` whose listeners are already open, as
    * they would be after open() but without opening anything: used to render
    * rules before tunnels are adopted.
