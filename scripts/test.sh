@@ -11,6 +11,12 @@ rm -rf "$out"; mkdir -p "$out"
 checks=()
 
 if [ ! -d node_modules ]; then npm ci --no-audit --no-fund >/dev/null || exit 1; fi
+# As root, install the Debian packages first: some unit tests use real tools
+# too (systemd-notify with a fake NOTIFY_SOCKET, systemd-analyze, tmpfs).
+if [ "$(id -u)" = 0 ]; then
+  echo "== packages"
+  bash test/lab/lab.sh install || checks+=(packages=fail)
+fi
 
 echo "== lint"
 if npx eslint . ; then checks+=(lint=ok); else checks+=(lint=fail); fi
