@@ -13,6 +13,7 @@ import { configDigest, STATE_VERSION, StateStore } from './control/store';
 import { createNotifier, watchdogIntervalMs } from './daemon/notify';
 import type { Notifier } from './daemon/notify';
 import { deleteFlows } from './dataplane/kernel/conntrack';
+import type { FlowTuple } from './dataplane/kernel/conntrack';
 import { revocations } from './policy/revocations';
 import { adoptTunnels, enableForwarding, isLocalAddress, releaseTunnel } from './tunnels/host';
 import type { TunnelState } from './tunnels/host';
@@ -28,6 +29,8 @@ interface SyncResult {
 
 /** On-demand syncs (reload, admin) run at once but no more often than this. */
 const MIN_SYNC_INTERVAL_MS = 200;
+/** Delay before conntrack entries of revoked grants are deleted (see cutRevoked). */
+const CONNTRACK_GRACE_MS = 2000;
 /** First retry after a failed sync; doubles up to syncInterval. */
 const RETRY_MIN_MS = 1000;
 
@@ -59,6 +62,8 @@ export class Daemon {
   private lastStateSave: { ok: boolean; at: string; error?: { code: string; message: string } } | null = null;
   private restored: { generation: number; savedAt: string; sameConfig: boolean } | null = null;
   private lastSavedKey = '';
+  /** Conntrack deletions that failed, retried at each sync. */
+  private pendingFlush: FlowTuple[] = [];
   private forceNext = true;
   private stopped = false;
   private readonly warnedSource = new Set<string>();
@@ -116,12 +121,16 @@ export class Daemon {
     const desired = this.desired;
     try {
       const before = this.tunnels;
-      // Rules first, tunnels second: a tunnel gets its gateway address only
-      // once its guest's chains (deny by default) are in the kernel, so a
-      // failed apply can never leave a new tunnel forwarding unfiltered.
+      // Addresses off the tunnels of removed guests before their chains go,
+      // rules before new tunnels get their addresses: at no moment is a
+      // tunnel addressed without its guest's chains (deny by default) in the
+      // kernel, even if the apply fails.
+      await this.releaseRemovedTunnels(desired);
+      if (this.pendingFlush.length > 0) {
+        await this.flushConntrack(this.pendingFlush.splice(0));
+      }
       let report = await this.kernel.apply(desired, this.proxy?.listening(desired), !force);
       this.tunnels = await adoptTunnels(desired.guests);
-      await this.releaseRemovedTunnels(before, desired);
       for (const t of this.tunnels) {
         if (t.error !== undefined && !before.some((b) => b.key === t.key && b.error === t.error)) {
           this.log.warn({ guest: t.key, iface: t.iface, error: t.error }, 'tunnel not ready');
@@ -168,29 +177,51 @@ export class Daemon {
 
   /**
    * Ends established flows of grants that `desired` no longer has (compared
-   * with the last state whose revocations all succeeded). On failure the
-   * last state stays as it was, so the next sync tries again: a revoked flow
-   * must not survive a transient conntrack error.
+   * with the last fully enforced state).
+   * - Proxy plane: the sessions are reset now.
+   * - Kernel plane: the rules just applied already do it. A guest's flow has
+   *   no ESTABLISHED shortcut in its chain, so the guest's next packet on a
+   *   revoked flow meets the REJECT and the guest gets a reset. The conntrack
+   *   entries are deleted a moment later (CONNTRACK_GRACE_MS): deleting them
+   *   at once would also stop the backend's packets reaching the guest, and a
+   *   guest that only waits for data would then hang instead of being reset.
+   *   Deleting them resets the backend's side (its next packet finds no NAT
+   *   entry) and keeps an idle revoked flow from resuming if the grant comes
+   *   back. A failed deletion is retried at every sync.
    */
   private async cutRevoked(desired: DesiredState, t0: number): Promise<void> {
     const revs = revocations(this.applied, desired);
     if (revs.length > 0) {
-      let cut: number;
-      if (this.proxy !== null) {
-        cut = this.proxy.revoke(revs);
-      } else {
-        cut = await deleteFlows(revs.map((r) => ({ src: r.guestIp, dst: r.backend, dport: r.port })));
-      }
       for (const r of revs) {
         this.counters.inc('sharegw_revocations_total', { reason: r.reason });
       }
-      this.counters.inc('sharegw_flows_cut_total', { plane: this.config.daemon.dataplane }, cut);
-      this.log.info(
-        { revoked: revs.map((r) => `${r.guestKey} ${r.backend}:${r.port} ${r.reason}`), flowsCut: cut, ms: Math.round(performance.now() - t0) },
-        'access revoked; established flows cut',
-      );
+      const what = revs.map((r) => `${r.guestKey} ${r.backend}:${r.port} ${r.reason}`);
+      if (this.proxy !== null) {
+        const cut = this.proxy.revoke(revs);
+        this.counters.inc('sharegw_flows_cut_total', { plane: 'proxy' }, cut);
+        this.log.info({ revoked: what, flowsCut: cut, ms: Math.round(performance.now() - t0) }, 'access revoked; established flows cut');
+      } else {
+        this.log.info({ revoked: what, ms: Math.round(performance.now() - t0) }, 'access revoked; established flows cut at their next packet');
+        const tuples = revs.map((r) => ({ src: r.guestIp, dst: r.backend, dport: r.port }));
+        const timer = setTimeout(() => void this.flushConntrack(tuples), CONNTRACK_GRACE_MS);
+        timer.unref();
+      }
     }
     this.applied = desired;
+  }
+
+  /** Deletes conntrack entries of revoked grants; keeps them for a retry on failure. */
+  private async flushConntrack(tuples: FlowTuple[]): Promise<void> {
+    try {
+      const n = await deleteFlows(tuples);
+      this.counters.inc('sharegw_flows_cut_total', { plane: 'kernel' }, n);
+      this.log.info({ entries: n }, 'conntrack entries of revoked grants deleted');
+    } catch (err) {
+      const e = describeError(err);
+      this.counters.inc('sharegw_conntrack_errors_total', { code: e.code });
+      this.log.error({ code: e.code, err: e.message }, 'cannot delete conntrack entries of revoked grants; retrying at the next sync');
+      this.pendingFlush.push(...tuples);
+    }
   }
 
   /**
@@ -216,6 +247,7 @@ export class Daemon {
       return;
     }
     this.applied = st.desired;
+    this.previousGuests = new Map(st.desired.guests.map((g) => [g.key, { iface: g.iface, gatewayIp: g.gatewayIp, guestIp: g.guestIp }]));
     this.proxy?.seedPorts(st.proxyPorts);
     const sameConfig = st.configDigest === configDigest(this.config);
     this.generation = sameConfig ? st.generation : st.generation + 1;
@@ -262,14 +294,18 @@ export class Daemon {
     return `generation ${this.generation}, ${this.desired.guests.length} guests, last sync ${s === null ? 'never' : s.ok ? 'ok' : 'FAILED'}`;
   }
 
-  private async releaseRemovedTunnels(before: TunnelState[], desired: DesiredState): Promise<void> {
-    const keep = new Set(desired.guests.map((g) => g.iface));
-    for (const t of before) {
-      if (!keep.has(t.iface) && t.present) {
-        const old = this.previousGuests.get(t.key);
-        if (old !== undefined) {
-          await releaseTunnel(old.iface, old.gatewayIp, old.guestIp);
-        }
+  /**
+   * Takes the gateway address off tunnels of guests that are no longer
+   * configured (their chains are gone with this sync: an addressed tunnel
+   * without rules would be an open route). The previous guests come from the
+   * last sync, or after a restart from the state file, so a guest removed
+   * while the daemon was down is released too.
+   */
+  private async releaseRemovedTunnels(desired: DesiredState): Promise<void> {
+    const keep = new Set(desired.guests.map((g) => `${g.iface} ${g.gatewayIp} ${g.guestIp}`));
+    for (const old of this.previousGuests.values()) {
+      if (!keep.has(`${old.iface} ${old.gatewayIp} ${old.guestIp}`)) {
+        await releaseTunnel(old.iface, old.gatewayIp, old.guestIp);
       }
     }
     this.previousGuests = new Map(desired.guests.map((g) => [g.key, { iface: g.iface, gatewayIp: g.gatewayIp, guestIp: g.guestIp }]));

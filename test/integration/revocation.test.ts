@@ -45,10 +45,15 @@ for (const plane of ['kernel', 'proxy'] as const) {
     const nfs = background(NS.g1, 'nfs-cp', [`nfs://${ACME}/export/acme/${tag}.bin?version=4`, path.join(work, 'acme-nfs.out')]);
     const smb = background(NS.g1, 'smbclient', [`//${ACME}/acme`, ...SMB, '-c', `get ${tag}.bin ${path.join(work, 'acme-smb.out')}`]);
     const other = background(NS.g2, 'nfs-cp', [`nfs://${BETA}/export/beta/${tag}.bin?version=4`, path.join(work, 'beta.out')]);
-    await sleep(1200);
+    // Wait until both of acme's transfers have moved data (smbclient needs a
+    // moment for its session setup).
+    const size = (f: string): number => fs.statSync(path.join(work, f), { throwIfNoEntry: false })?.size ?? 0;
+    for (let i = 0; i < 100 && (size('acme-nfs.out') === 0 || size('acme-smb.out') === 0); i++) {
+      await sleep(100);
+    }
+    await sleep(300);
     t.ok(nfs.running() && smb.running() && other.running(), 'all three transfers are under way');
-    const partial = fs.statSync(path.join(work, 'acme-smb.out'), { throwIfNoEntry: false })?.size ?? 0;
-    t.ok(partial > 0, `acme SMB transfer has moved data (${partial} bytes)`);
+    t.ok(size('acme-nfs.out') > 0 && size('acme-smb.out') > 0, `acme's transfers have moved data (NFS ${size('acme-nfs.out')}, SMB ${size('acme-smb.out')} bytes)`);
 
     d.writeDomain('acme.yaml', acmeRevoked);
     const revokedAt = Date.now();
@@ -72,8 +77,16 @@ for (const plane of ['kernel', 'proxy'] as const) {
     t.equal(sha256File(path.join(work, 'beta.out')), betaSum, 'byte-exact');
     t.ok(o.at > revokedAt, 'and it was still running when acme was revoked');
 
-    const st = await d.status();
-    const cut = (st.counters[`sharegw_flows_cut_total{plane="${plane}"}`] as number | undefined) ?? 0;
+    // Kernel plane: the conntrack entries go a moment after the rules (the
+    // rules reset the guest; the deletion resets the backend's side).
+    let cut = 0;
+    for (let i = 0; i < 50 && cut < 2; i++) {
+      const st = await d.status();
+      cut = (st.counters[`sharegw_flows_cut_total{plane="${plane}"}`] as number | undefined) ?? 0;
+      if (cut < 2) {
+        await sleep(100);
+      }
+    }
     t.ok(cut >= 2, `flows cut counted (${cut})`);
     t.match(d.log(), /access revoked; established flows cut/);
   });

@@ -155,3 +155,18 @@ t.test('systemd notifications: READY after the first sync, RELOADING on SIGHUP, 
   await until('STOPPING=1', async () => lines.some((l) => l.includes('STOPPING=1')));
   t.pass('STOPPING=1 sent');
 });
+
+t.test('a guest removed while the daemon was down has its tunnel released at the restart', async (t) => {
+  const d = new LabDaemon({ plane: 'kernel', keepRules: true });
+  t.teardown(() => d.dispose());
+  await d.start();
+  t.equal((await probe(NS.g2, '198.18.0.101', 2049)).result, 'connected', 'beta guest served');
+  process.kill(d.pid ?? 0, 'SIGKILL');
+  await d.stop();
+  d.writeDomain('beta.yaml', null);
+  await d.start();
+  const addr = await run('ip', ['-4', '-br', 'addr', 'show', 'dev', 'sgwt-g2'], { ns: NS.gw });
+  t.notMatch(addr.stdout, /169\.254\.2\.1/, 'gateway address taken off the removed guest\'s tunnel');
+  t.not((await probe(NS.g2, '198.18.0.101', 2049, { timeoutMs: 1500 })).result, 'connected', 'the removed guest reaches nothing');
+  t.equal((await probe(NS.g1, ACME, 2049)).result, 'connected', 'the other guest is untouched');
+});

@@ -80,7 +80,7 @@ COMMIT
 -A SGW-FORWARD -o t1 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A SGW-FORWARD -o t1 -m comment --comment "sharegw a/i1 inbound" -j DROP
 -A SGW-INPUT -i t1 -m comment --comment "sharegw a/i1" -j SGW-IN-${h}
--A SGW-FWD-${h} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A SGW-FWD-${h} -m conntrack --ctstate RELATED -j ACCEPT
 -A SGW-IN-${h} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A SGW-IN-${h} -p icmp -m icmp --icmp-type 8 -m limit --limit 10/sec -j ACCEPT
 -A SGW-FWD-${h} -d 198.18.0.100/32 -p tcp -m tcp --dport 445 -m comment --comment "sharegw a/i1 smb rw share=s1" -j ACCEPT

@@ -73,7 +73,12 @@ export function renderRules(input: RenderInput): string {
     rules.filter.push(`-A SGW-FORWARD -o ${g.iface} ${comment(`${tag} inbound`)} -j DROP`);
     rules.filter.push(`-A SGW-INPUT -i ${g.iface} ${comment(tag)} -j ${inp}`);
 
-    rules.filter.push(`-A ${fwd} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
+    // No blanket ESTABLISHED accept here: every packet of a guest's flow must
+    // still match a grant below, so when a grant goes away the guest's very
+    // next packet of that flow meets the REJECT and the guest gets a reset at
+    // once (revocation of live flows). Only ICMP errors and the like are let
+    // through by state.
+    rules.filter.push(`-A ${fwd} -m conntrack --ctstate RELATED -j ACCEPT`);
     rules.filter.push(`-A ${inp} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
     rules.filter.push(`-A ${inp} -p icmp -m icmp --icmp-type 8 -m limit --limit 10/sec -j ACCEPT`);
 
