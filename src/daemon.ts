@@ -15,7 +15,9 @@ import type { Notifier } from './daemon/notify';
 import { deleteFlows } from './dataplane/kernel/conntrack';
 import type { FlowTuple } from './dataplane/kernel/conntrack';
 import { revocations } from './policy/revocations';
-import { adoptTunnels, enableForwarding, isLocalAddress, releaseTunnel } from './tunnels/host';
+import { vetTunnels } from './tunnels/vet';
+import { adoptTunnels, linkFacts, TUNNEL_KINDS, enableForwarding, isLocalAddress, releaseTunnel, releaseTunnelPeer } from './tunnels/host';
+import type { OwnedTunnel } from './dataplane/kernel/render';
 import type { TunnelState } from './tunnels/host';
 
 /** Outcome of the last sync, as status shows it. */
@@ -31,6 +33,11 @@ interface SyncResult {
 const MIN_SYNC_INTERVAL_MS = 200;
 /** Delay before conntrack entries of revoked grants are deleted (see cutRevoked). */
 const CONNTRACK_GRACE_MS = 2000;
+
+/** A revoked flow tuple and the source IP it was NATed to when revoked. */
+interface RevokedTuple extends FlowTuple {
+  sourceIp: string;
+}
 /** First retry after a failed sync; doubles up to syncInterval. */
 const RETRY_MIN_MS = 1000;
 
@@ -62,9 +69,17 @@ export class Daemon {
   private lastStateSave: { ok: boolean; at: string; error?: { code: string; message: string } } | null = null;
   private restored: { generation: number; savedAt: string; sameConfig: boolean } | null = null;
   private lastSavedKey = '';
+  /** Tunnels found in the kernel's rules at start, released if no longer configured. */
+  private orphans: OwnedTunnel[] = [];
   /** Conntrack deletions that failed, retried at each sync. */
-  private pendingFlush: FlowTuple[] = [];
+  private pendingFlush: RevokedTuple[] = [];
   private forceNext = true;
+  /** READY=1 goes out after the first successful sync only. */
+  private readySent = false;
+  /** When the running sync started (performance.now()), for the watchdog. */
+  private syncStartedAt: number | null = null;
+  /** Guests refused adoption (not a tunnel interface), by key, with the reason. */
+  private refused = new Map<string, string>();
   private stopped = false;
   private readonly warnedSource = new Set<string>();
 
@@ -97,10 +112,24 @@ export class Daemon {
     this.admin = new AdminServer(this.config.daemon.adminSocket, (cmd) => this.command(cmd), this.log, this.counters);
     await this.admin.listen();
     this.runner.start();
-    void this.notifier.ready(this.statusLine());
+    if (this.lastSync?.ok === true) {
+      this.readySent = true;
+      void this.notifier.ready(this.statusLine());
+    } else {
+      // systemd keeps the unit "activating" (bounded by TimeoutStartSec)
+      // until a sync succeeds; say why meanwhile.
+      void this.notifier.status(`first sync failed, retrying: ${this.lastSync?.error?.message ?? 'unknown'}`);
+    }
     const wd = watchdogIntervalMs();
     if (wd !== null) {
-      this.watchdogTimer = setInterval(() => void this.notifier.watchdog(), wd);
+      this.watchdogTimer = setInterval(() => {
+        // A sync stuck far beyond its interval (a hung iptables, say) stops
+        // the pings, so systemd restarts us instead of believing we are fine.
+        const stuck = this.syncStartedAt !== null && performance.now() - this.syncStartedAt > 2 * this.config.daemon.syncIntervalMs + 60_000;
+        if (!stuck) {
+          void this.notifier.watchdog();
+        }
+      }, wd);
       this.watchdogTimer.unref();
     }
     this.log.info(
@@ -117,10 +146,20 @@ export class Daemon {
   private async doSync(): Promise<boolean> {
     let ok = false;
     const t0 = performance.now();
+    this.syncStartedAt = t0;
     const force = this.forceNext;
-    const desired = this.desired;
     try {
       const before = this.tunnels;
+      // Only real tunnel interfaces are adopted and get rules (see vet.ts).
+      const vetted = vetTunnels(this.desired, await linkFacts(), TUNNEL_KINDS);
+      const desired = vetted.desired;
+      for (const [key, r] of vetted.refused) {
+        if (this.refused.get(key) !== r.reason) {
+          this.counters.inc('sharegw_tunnels_refused_total');
+          this.log.error({ guest: key, iface: r.guest.iface, code: 'SGW_ERR_TUNNEL_REFUSED' }, r.reason);
+        }
+      }
+      this.refused = new Map([...vetted.refused].map(([k, r]) => [k, r.reason]));
       // Addresses off the tunnels of removed guests before their chains go,
       // rules before new tunnels get their addresses: at no moment is a
       // tunnel addressed without its guest's chains (deny by default) in the
@@ -130,7 +169,10 @@ export class Daemon {
         await this.flushConntrack(this.pendingFlush.splice(0));
       }
       let report = await this.kernel.apply(desired, this.proxy?.listening(desired), !force);
-      this.tunnels = await adoptTunnels(desired.guests);
+      this.tunnels = [
+        ...(await adoptTunnels(desired.guests)),
+        ...[...vetted.refused.values()].map((r) => ({ key: r.guest.key, iface: r.guest.iface, present: true, error: r.reason })),
+      ];
       for (const t of this.tunnels) {
         if (t.error !== undefined && !before.some((b) => b.key === t.key && b.error === t.error)) {
           this.log.warn({ guest: t.key, iface: t.iface, error: t.error }, 'tunnel not ready');
@@ -155,6 +197,10 @@ export class Daemon {
       this.lastSync = { ok: true, at: new Date().toISOString(), durationMs: performance.now() - t0, applied: report !== null };
       ok = true;
       await this.saveState();
+      if (!this.readySent && this.admin !== null) {
+        this.readySent = true;
+        void this.notifier.ready(this.statusLine());
+      }
       if (report?.drifted === true) {
         this.counters.inc('sharegw_rule_drift_repairs_total');
         this.log.warn({ generation: this.generation, diff: report.driftSample }, 'another program changed sharegw chains or jumps; repaired');
@@ -172,6 +218,7 @@ export class Daemon {
       this.lastSync = { ok: false, at: new Date().toISOString(), durationMs: performance.now() - t0, applied: false, error: { ...e, ...(typeof context === 'string' && context !== '' ? { context } : {}) } };
       this.log.error({ code: e.code, err: e.message, context }, 'sync failed; keeping the last applied state and retrying');
     }
+    this.syncStartedAt = null;
     return ok;
   }
 
@@ -190,7 +237,10 @@ export class Daemon {
    *   back. A failed deletion is retried at every sync.
    */
   private async cutRevoked(desired: DesiredState, t0: number): Promise<void> {
-    const revs = revocations(this.applied, desired);
+    // The kernel plane forwards rw and ro grants alike (the backend enforces
+    // ro until the protocol-aware proxy does): a level change alone changes
+    // nothing it enforces, so only the proxy plane cuts for it.
+    const revs = revocations(this.applied, desired).filter((r) => this.proxy !== null || r.reason !== 'level-changed');
     if (revs.length > 0) {
       for (const r of revs) {
         this.counters.inc('sharegw_revocations_total', { reason: r.reason });
@@ -202,7 +252,7 @@ export class Daemon {
         this.log.info({ revoked: what, flowsCut: cut, ms: Math.round(performance.now() - t0) }, 'access revoked; established flows cut');
       } else {
         this.log.info({ revoked: what, ms: Math.round(performance.now() - t0) }, 'access revoked; established flows cut at their next packet');
-        const tuples = revs.map((r) => ({ src: r.guestIp, dst: r.backend, dport: r.port }));
+        const tuples = revs.map((r) => ({ src: r.guestIp, dst: r.backend, dport: r.port, sourceIp: this.sourceOf(r.guestKey) }));
         const timer = setTimeout(() => void this.flushConntrack(tuples), CONNTRACK_GRACE_MS);
         timer.unref();
       }
@@ -210,8 +260,20 @@ export class Daemon {
     this.applied = desired;
   }
 
+  /** The source IP a guest's flows were NATed to under the last enforced state. */
+  private sourceOf(guestKey: string): string {
+    return this.applied?.guests.find((g) => g.key === guestKey)?.sourceIp ?? '';
+  }
+
   /** Deletes conntrack entries of revoked grants; keeps them for a retry on failure. */
-  private async flushConntrack(tuples: FlowTuple[]): Promise<void> {
+  private async flushConntrack(all: RevokedTuple[]): Promise<void> {
+    // A grant given back since it was revoked keeps its new flows.
+    // (Same guest address, backend and port, NATed to the same source IP.)
+    const granted = new Set((this.applied?.guests ?? []).flatMap((g) => g.grants.map((gr) => `${g.guestIp} ${gr.backend}:${gr.port} ${g.sourceIp}`)));
+    const tuples = all.filter((t) => !granted.has(`${t.src} ${t.dst}:${t.dport} ${t.sourceIp}`));
+    if (tuples.length === 0) {
+      return;
+    }
     try {
       const n = await deleteFlows(tuples);
       this.counters.inc('sharegw_flows_cut_total', { plane: 'kernel' }, n);
@@ -232,6 +294,14 @@ export class Daemon {
    * set aside by the store; we rebuild from configuration and say so.
    */
   private async restoreState(): Promise<void> {
+    // Whatever the state file says, the rules in the kernel name the tunnels
+    // a previous run guarded: those no longer configured are released at the
+    // first sync (before their chains go), even without a usable state file.
+    try {
+      this.orphans = await this.kernel.ownedTunnels();
+    } catch (err) {
+      this.log.warn({ ...describeError(err) }, 'cannot read existing rules for tunnels to release');
+    }
     const r = await this.store.load();
     if (r.kind === 'invalid') {
       this.counters.inc('sharegw_state_load_errors_total', { code: r.error.code });
@@ -302,6 +372,15 @@ export class Daemon {
    * while the daemon was down is released too.
    */
   private async releaseRemovedTunnels(desired: DesiredState): Promise<void> {
+    if (this.orphans.length > 0) {
+      const wanted = new Set(desired.guests.map((g) => `${g.iface} ${g.guestIp}`));
+      for (const o of this.orphans) {
+        if (!wanted.has(`${o.iface} ${o.guestIp}`)) {
+          await releaseTunnelPeer(o.iface, o.guestIp);
+        }
+      }
+      this.orphans = [];
+    }
     const keep = new Set(desired.guests.map((g) => `${g.iface} ${g.gatewayIp} ${g.guestIp}`));
     for (const old of this.previousGuests.values()) {
       if (!keep.has(`${old.iface} ${old.gatewayIp} ${old.guestIp}`)) {
@@ -352,8 +431,9 @@ export class Daemon {
       this.lastReload = { ok: false, at, problems };
       return problems;
     }
-    if (next.daemon.dataplane !== this.config.daemon.dataplane || next.daemon.adminSocket !== this.config.daemon.adminSocket) {
-      const problems = ['dataplane and adminSocket cannot change on reload; restart the daemon'];
+    const fixed = restartOnly(this.config, next);
+    if (fixed.length > 0) {
+      const problems = [`${fixed.join(', ')} cannot change on reload; restart the daemon`];
       this.log.error({ code: 'SGW_ERR_CONFIG_RELOAD_REJECTED' }, problems[0]);
       this.counters.inc('sharegw_reloads_total', { result: 'rejected' });
       this.lastReload = { ok: false, at, problems };
@@ -361,6 +441,8 @@ export class Daemon {
     }
     this.config = next;
     this.desired = compileDesired(next);
+    this.log.level = next.daemon.logLevel;
+    this.runner.setMaxInterval(next.daemon.syncIntervalMs);
     this.generation++;
     this.forceNext = true;
     this.lastReload = { ok: true, at, problems: [] };
@@ -370,6 +452,13 @@ export class Daemon {
       this.log.warn({ code: w.code, file: w.file, line: w.line, key: w.pointer }, w.message);
     }
     await this.sync();
+    if (this.lastSync?.ok !== true) {
+      // The new configuration is in force as far as it got; say that
+      // applying it failed (the loop keeps retrying).
+      const problems = [`configuration accepted, but applying it failed: ${this.lastSync?.error?.message ?? 'unknown error'}; retrying`];
+      this.lastReload = { ok: false, at, problems };
+      return problems;
+    }
     return [];
   }
 
@@ -442,17 +531,53 @@ export class Daemon {
     await this.runner.stop();
     await this.proxy?.close(this.config.daemon.proxy.drainTimeoutMs);
     if (!this.config.daemon.keepRulesOnExit) {
-      try {
-        await this.kernel.cleanup();
-        // Without our rules an addressed tunnel would be a plain routed link
-        // into the storage network: take the gateway addresses away too.
-        for (const g of this.desired.guests) {
+      // Addresses first, rules second: without our rules an addressed
+      // tunnel is a plain routed link into the storage network, so no
+      // tunnel may keep its address once its chains are gone, not even for
+      // the moment between the two steps or after a failed restore.
+      let released = true;
+      for (const g of this.applied?.guests ?? this.desired.guests) {
+        try {
           await releaseTunnel(g.iface, g.gatewayIp, g.guestIp);
+        } catch (err) {
+          released = false;
+          this.log.error({ guest: g.key, ...describeError(err) }, 'cannot release tunnel on exit');
         }
-      } catch (err) {
-        this.log.error({ ...describeError(err) }, 'cleanup on exit failed');
+      }
+      if (released) {
+        try {
+          await this.kernel.cleanup();
+        } catch (err) {
+          this.log.error({ ...describeError(err) }, 'cleanup on exit failed');
+        }
+      } else {
+        this.log.error('rules kept: some tunnels still have their addresses');
       }
     }
     this.log.info({ keptRules: this.config.daemon.keepRulesOnExit }, 'sharegwd stopped');
   }
+}
+
+/**
+ * Settings a reload cannot change in place: the admin socket and the data
+ * plane are bound at start, the state store is keyed by node and stateDir,
+ * and proxy listeners are sized and numbered by the proxy settings.
+ */
+function restartOnly(cur: SgwConfig, next: SgwConfig): string[] {
+  const a = cur.daemon;
+  const b = next.daemon;
+  const out: string[] = [];
+  const same = (x: unknown, y: unknown): boolean => JSON.stringify(x) === JSON.stringify(y);
+  for (const [name, x, y] of [
+    ['dataplane', a.dataplane, b.dataplane],
+    ['adminSocket', a.adminSocket, b.adminSocket],
+    ['node', a.node, b.node],
+    ['stateDir', a.stateDir, b.stateDir],
+    ['proxy', a.proxy, b.proxy],
+  ] as const) {
+    if (!same(x, y)) {
+      out.push(name);
+    }
+  }
+  return out;
 }

@@ -67,26 +67,38 @@ async function cleanup(configFile: string | null): Promise<number> {
       rc = 1;
     }
   }
+  const kernel = new KernelRules();
   try {
-    const r = await new KernelRules().cleanupAll();
-    print(r.removed ? 'sharegwd: removed all sharegw chains and jumps' : 'sharegwd: nothing to clean up');
-    for (const t of r.tunnels) {
+    for (const t of await kernel.ownedTunnels()) {
       tunnels.set(`${t.iface} ${t.guestIp}`, t);
     }
   } catch (err) {
-    printErr(`sharegwd: cleanup failed: ${describeError(err).message}`);
+    printErr(`sharegwd: cannot read the rules: ${describeError(err).message}`);
     return 1;
   }
+  // Addresses first: a tunnel must never keep its address without its rules.
   let released = 0;
+  let failed = 0;
   for (const t of tunnels.values()) {
     try {
       released += await releaseTunnelPeer(t.iface, t.guestIp);
     } catch (err) {
       printErr(`sharegwd: cannot release tunnel ${t.iface}: ${describeError(err).message}`);
-      rc = 1;
+      failed++;
     }
   }
   print(`sharegwd: released ${released} tunnel address(es)`);
+  if (failed > 0) {
+    printErr(`sharegwd: rules kept because ${failed} tunnel(s) still have their addresses`);
+    return 1;
+  }
+  try {
+    const removed = await kernel.cleanup();
+    print(removed ? 'sharegwd: removed all sharegw chains and jumps' : 'sharegwd: nothing to clean up');
+  } catch (err) {
+    printErr(`sharegwd: cleanup failed: ${describeError(err).message}`);
+    return 1;
+  }
   return rc;
 }
 
@@ -119,33 +131,61 @@ async function run(file: string): Promise<number> {
     log.error({ err: describeError(reason) }, 'unhandled rejection');
   });
 
+  // Signal handlers go in before start(): Node's default action for SIGHUP
+  // is to exit, and a reload or stop asked for during the first sync must
+  // wait for it, not interrupt it.
+  let started = false;
+  let stopping = false;
+  let reloadQueued = false;
+  let resolveExit: (code: number) => void = () => undefined;
+  const exited = new Promise<number>((r) => (resolveExit = r));
+  const stop = (sig: string): void => {
+    if (stopping) {
+      return;
+    }
+    stopping = true;
+    if (!started) {
+      return; // handled once start() returns
+    }
+    log.info({ signal: sig }, 'stopping');
+    void daemon.stop().then(() => {
+      log.flush();
+      resolveExit(0);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    if (stopping) {
+      return; // a reload would change what stop() cleans up
+    }
+    if (!started) {
+      reloadQueued = true;
+      return;
+    }
+    log.info('SIGHUP: reloading configuration');
+    void daemon.reload();
+  });
+
   try {
     await daemon.start();
   } catch (err) {
     log.fatal({ ...describeError(err) }, 'start failed');
+    // Close whatever start() opened (listeners, admin socket) so the
+    // process can exit.
+    await daemon.stop().catch(() => undefined);
     log.flush();
     return 1;
   }
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (sig: string): void => {
-      if (stopping) {
-        return;
-      }
-      stopping = true;
-      log.info({ signal: sig }, 'stopping');
-      void daemon.stop().then(() => {
-        log.flush();
-        resolve(0);
-      });
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => {
-      log.info('SIGHUP: reloading configuration');
-      void daemon.reload();
-    });
-  });
+  started = true;
+  if (stopping) {
+    stopping = false;
+    stop('SIGTERM');
+  } else if (reloadQueued) {
+    log.info('SIGHUP during start: reloading configuration');
+    void daemon.reload();
+  }
+  return exited;
 }
 
 main(process.argv.slice(2)).then(

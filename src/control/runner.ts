@@ -49,9 +49,14 @@ export class BoundedRunner {
 
   constructor(
     private readonly job: Job,
-    private readonly opts: RunnerOptions,
+    private opts: RunnerOptions,
     private readonly clock: Clock = realClock,
   ) {}
+
+  /** Changes the periodic interval (reload); takes effect from the next run. */
+  setMaxInterval(ms: number): void {
+    this.opts = { ...this.opts, maxIntervalMs: ms };
+  }
 
   /** Starts the periodic schedule (the first run is the caller's, via runNow). */
   start(): void {

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import { HostNetError } from '../errors';
 import type { GuestState } from '../model/desired';
+import type { LinkFacts } from './vet';
 
 /**
  * Tunnel adoption: the host end of each guest's tunnel (a tap or veth that
@@ -134,11 +135,46 @@ export async function releaseTunnelPeer(iface: string, guestIp: string): Promise
   return n;
 }
 
-/** Removes the gateway address we set on a tunnel that is no longer configured. */
+/**
+ * Removes the gateway address we set on a tunnel that is no longer
+ * configured. An address or interface that is already gone (the guest was
+ * deleted with its tap) counts as released; any other failure is thrown, so
+ * the caller keeps the guest's rules until the release succeeds.
+ */
 export async function releaseTunnel(iface: string, gatewayIp: string, guestIp: string): Promise<void> {
   try {
     await ip(['addr', 'del', gatewayIp, 'peer', `${guestIp}/32`, 'dev', iface]);
-  } catch {
-    // Already gone (the guest was deleted with its tap): nothing to release.
+  } catch (err) {
+    const msg = (err as Error).message;
+    if (/Cannot assign requested address|Address not found|Cannot find device|does not exist/i.test(msg)) {
+      return;
+    }
+    throw err;
   }
+}
+
+/** Kind and IPv4 addresses of every interface, for vetTunnels(). */
+export async function linkFacts(): Promise<Map<string, LinkFacts>> {
+  const [kinds, addrs] = await Promise.all([linkKinds(), listAddresses()]);
+  const out = new Map<string, LinkFacts>();
+  for (const [name, kind] of kinds) {
+    const a = addrs.get(name)?.addr_info ?? [];
+    out.set(name, { kind, addrs: a.map((x) => (x.address !== undefined ? { local: x.local, peer: x.address } : { local: x.local })) });
+  }
+  return out;
+}
+
+/** Interface kinds a guest tunnel may be: nova's taps are "tun", labs use veth. */
+export const TUNNEL_KINDS = ['tun', 'veth', 'macvtap'] as const;
+
+/**
+ * The link kind of every interface (`ip -d link`): "tun", "veth", "bridge",
+ * ..., or "" for a physical NIC. Used to refuse adopting anything that is
+ * not a tunnel: a typo like `interface: eth0` must not flush the uplink's
+ * addresses or put an anti-spoof DROP on it.
+ */
+export async function linkKinds(): Promise<Map<string, string>> {
+  const out = await ip(['-d', '-j', 'link', 'show']);
+  const list = JSON.parse(out) as { ifname: string; linkinfo?: { info_kind?: string } }[];
+  return new Map(list.map((l) => [l.ifname, l.linkinfo?.info_kind ?? '']));
 }

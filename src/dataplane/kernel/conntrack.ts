@@ -2,14 +2,15 @@ import { spawn } from 'node:child_process';
 import { KernelApplyError } from '../../errors';
 
 /**
- * Cutting established flows in the kernel plane. Rules only judge a flow's
- * first packet; afterwards the per-guest "ESTABLISHED -> ACCEPT" rule lets it
- * run as long as conntrack remembers it. Deleting the entry by its original
- * tuple (guest tunnel IP -> backend:port) makes the guest's next packet a new,
- * unmatched one: the guest chain's final REJECT answers it with a TCP reset,
- * and the backend's next packet, addressed to the domain's source IP with no
- * NAT entry left, is reset by the gateway's own stack. With kernel/restore.ts
- * and tunnels/host.ts, the only modules that run host commands.
+ * The backend half of cutting a revoked flow in the kernel plane. The guest
+ * half is done by the rules (a guest chain has no ESTABLISHED shortcut, so
+ * the guest's next packet on a revoked flow meets the REJECT and gets a
+ * reset). Deleting the conntrack entry by its original tuple (guest tunnel
+ * IP -> backend:port) then leaves the backend's next packet, addressed to the
+ * domain's source IP, without a NAT entry: the gateway's own stack resets
+ * it. It also keeps an idle revoked flow from resuming if the grant comes
+ * back. With kernel/restore.ts and tunnels/host.ts, the only modules that
+ * run host commands.
  */
 
 /** Overridable binary (tests may point it at a failing one). */
@@ -24,7 +25,8 @@ export interface FlowTuple {
 
 function run(args: string[]): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(CONNTRACK, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Bounded like iptables in restore.ts: a hung child must not hang the daemon.
+    const child = spawn(CONNTRACK, args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 30_000, killSignal: 'SIGKILL' });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', reject);

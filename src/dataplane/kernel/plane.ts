@@ -63,6 +63,11 @@ export class KernelRules {
     return (await this.cleanupAll()).removed;
   }
 
+  /** The tunnels our current rules guard (from the anti-spoof rules). */
+  async ownedTunnels(): Promise<OwnedTunnel[]> {
+    return ownedTunnels(parseSave(await saveRuleset()));
+  }
+
   /** Like cleanup(), and also says which tunnels the removed rules guarded. */
   async cleanupAll(): Promise<{ removed: boolean; tunnels: OwnedTunnel[] }> {
     const saved = parseSave(await saveRuleset());

@@ -14,7 +14,9 @@ import type { SavedRuleset } from './save-parse';
  *   nat    PREROUTING  -> SGW-PREROUTING: proxy plane: -i T -s g -d B --dport P -> DNAT gw:L
  *   nat    POSTROUTING -> SGW-POSTROUTING: kernel plane: -s g -> SNAT s (privileged ports stay privileged)
  *   filter FORWARD     -> SGW-FORWARD: -i T -> SGW-FWD-<h>; -o T: only replies
- *          SGW-FWD-<h>: established -> ACCEPT; kernel plane: grants -> ACCEPT;
+ *          SGW-FWD-<h>: RELATED (ICMP errors) -> ACCEPT; kernel plane: grants -> ACCEPT
+ *                       for every packet (no ESTABLISHED shortcut: a revoked grant's
+ *                       flows meet the REJECT at their next packet);
  *                       the rest -> REJECT (tcp-reset for TCP, so denials fail fast)
  *   filter INPUT       -> SGW-INPUT: -i T -> SGW-IN-<h>
  *          SGW-IN-<h>: established, ping -> ACCEPT; proxy plane: DNATed listener ports -> ACCEPT;

@@ -21,9 +21,16 @@ interface RunResult {
   stderr: string;
 }
 
+/**
+ * Longest an iptables-save/-restore may run. The lock wait is bounded by -w,
+ * but a wedged netlink call is not: a hung child must not hang the sync loop
+ * (and with it reloads, revocations and shutdown) forever.
+ */
+export const RUN_TIMEOUT_MS = 30_000;
+
 function run(cmd: string, args: string[], input?: string): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], timeout: RUN_TIMEOUT_MS, killSignal: 'SIGKILL' });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));

@@ -42,6 +42,8 @@ export interface FlowInfo {
 export class ProxyPlane {
   private readonly listeners = new Map<string, Listener>();
   private readonly ports = new Map<string, number>();
+  /** Ports another process held when we tried them (EADDRINUSE). */
+  private readonly avoid = new Set<number>();
   private readonly sessions = new Set<Session>();
   private readonly perGuest = new Map<string, number>();
   private readonly meta = new WeakMap<Session, { guestKey: string; backend: string; port: number }>();
@@ -111,7 +113,11 @@ export class ProxyPlane {
           continue;
         }
         if (have !== undefined) {
+          // The guest's gateway address changed: its flows through the old
+          // listener can no longer be reached by the guest (DNAT now points
+          // elsewhere); cut them rather than let them wait for keepalive.
           await this.closeListener(have);
+          this.cutKey(g.key, gr.backend, gr.port);
         }
         const localPort = this.allocate(key);
         if (localPort === null) {
@@ -126,6 +132,11 @@ export class ProxyPlane {
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code ?? 'ERR';
           this.counters.inc('sharegw_proxy_listen_errors_total', { code });
+          if (code === 'EADDRINUSE') {
+            // Someone else holds that port: pick another one next time.
+            this.ports.delete(key);
+            this.avoid.add(localPort);
+          }
           this.log.warn({ guest: g.key, addr: `${g.gatewayIp}:${localPort}`, code }, 'proxy listener not ready; will retry');
         }
       }
@@ -161,6 +172,23 @@ export class ProxyPlane {
         this.ports.delete(key);
       }
     }
+    // Ports reserved for grants that no longer exist (including ones whose
+    // listener never opened) go back to the pool.
+    const wanted = new Set([...this.guests.values()].flatMap((g) => g.grants.map((gr) => proxyKey(g.key, gr.backend, gr.port))));
+    for (const key of [...this.ports.keys()]) {
+      if (!wanted.has(key)) {
+        this.ports.delete(key);
+      }
+    }
+  }
+
+  private cutKey(guestKey: string, backend: string, port: number): void {
+    for (const s of [...this.sessions]) {
+      const m = this.meta.get(s);
+      if (m !== undefined && m.guestKey === guestKey && m.backend === backend && m.port === port) {
+        s.close('revoked');
+      }
+    }
   }
 
   private allocate(key: string): number | null {
@@ -170,7 +198,7 @@ export class ProxyPlane {
     }
     const used = new Set(this.ports.values());
     for (let p = this.settings.portRange.from; p <= this.settings.portRange.to; p++) {
-      if (!used.has(p)) {
+      if (!used.has(p) && !this.avoid.has(p)) {
         this.ports.set(key, p);
         return p;
       }
