@@ -9,6 +9,8 @@ import type { Counters } from './observability/counters';
 import type { Logger } from './observability/logger';
 import { compileDesired } from './policy/policy';
 import { BoundedRunner } from './control/runner';
+import { MetricsServer } from './observability/metrics';
+import type { Health, MetricsSnapshot } from './observability/metrics';
 import { configDigest, STATE_VERSION, StateStore } from './control/store';
 import { createNotifier, watchdogIntervalMs } from './daemon/notify';
 import type { Notifier } from './daemon/notify';
@@ -74,6 +76,8 @@ export class Daemon {
   /** Conntrack deletions that failed, retried at each sync. */
   private pendingFlush: RevokedTuple[] = [];
   private forceNext = true;
+  private metrics: MetricsServer | null = null;
+  private lastSyncSuccessAt: number | null = null;
   /** READY=1 goes out after the first successful sync only. */
   private readySent = false;
   /** When the running sync started (performance.now()), for the watchdog. */
@@ -111,6 +115,7 @@ export class Daemon {
     await this.runner.runNow();
     this.admin = new AdminServer(this.config.daemon.adminSocket, (cmd) => this.command(cmd), this.log, this.counters);
     await this.admin.listen();
+    await this.startMetrics();
     this.runner.start();
     if (this.lastSync?.ok === true) {
       this.readySent = true;
@@ -136,6 +141,70 @@ export class Daemon {
       { node: this.config.daemon.node, dataplane: this.config.daemon.dataplane, domains: this.config.domains.length, guests: this.desired.guests.length },
       'sharegwd started',
     );
+  }
+
+  /**
+   * Serves /metrics and /healthz when `metrics` is set. A port that cannot
+   * be bound is logged and counted; the gateway itself keeps working.
+   */
+  private async startMetrics(): Promise<void> {
+    const addr = this.config.daemon.metrics;
+    if (addr === null) {
+      return;
+    }
+    const m = new MetricsServer(addr, { counters: this.counters, snapshot: () => this.metricsSnapshot(), health: () => this.health() }, this.log);
+    try {
+      await m.listen();
+      this.metrics = m;
+      this.log.info({ addr }, 'metrics and health served');
+    } catch (err) {
+      this.counters.inc('sharegw_metrics_errors_total');
+      this.log.error({ addr, err: (err as Error).message }, 'cannot serve metrics; running without');
+    }
+  }
+
+  private async metricsSnapshot(): Promise<MetricsSnapshot> {
+    const byDomain = new Map<string, number>();
+    for (const f of this.proxy?.flows() ?? []) {
+      const d = f.guest.split('/')[0] ?? '?';
+      byDomain.set(d, (byDomain.get(d) ?? 0) + 1);
+    }
+    const denied: MetricsSnapshot['denied'] = [];
+    try {
+      const k = await this.kernel.counters();
+      for (const [guest, reasons] of Object.entries(k.byGuest)) {
+        for (const [reason, packets] of Object.entries(reasons)) {
+          denied.push({ domain: guest.split('/')[0] ?? '?', guest, reason, packets });
+        }
+      }
+    } catch {
+      // iptables-save unavailable: denials are left out of this scrape
+    }
+    return {
+      generation: this.generation,
+      domains: this.config.domains.length,
+      guests: this.desired.guests.length,
+      activeFlows: [...byDomain].map(([domain, flows]) => ({ domain, plane: 'proxy', flows })),
+      denied,
+      lastSyncSuccess: this.lastSyncSuccessAt,
+      lastSyncOk: this.lastSync?.ok ?? null,
+    };
+  }
+
+  /** Ready: the first sync succeeded and the last one is good and recent. */
+  health(): Health {
+    if (!this.readySent) {
+      return { ready: false, reason: 'no successful sync yet' };
+    }
+    if (this.lastSync?.ok !== true) {
+      return { ready: false, reason: `last sync failed: ${this.lastSync?.error?.message ?? 'unknown'}` };
+    }
+    const age = Date.now() / 1000 - (this.lastSyncSuccessAt ?? 0);
+    const limit = (3 * this.config.daemon.syncIntervalMs) / 1000 + 30;
+    if (age > limit) {
+      return { ready: false, reason: `no successful sync for ${Math.round(age)} s` };
+    }
+    return { ready: true, reason: `generation ${this.generation}` };
   }
 
   /** Asks for a sync now (rate-limited); resolves when one that started after the call is done. */
@@ -196,6 +265,10 @@ export class Daemon {
       this.forceNext = false;
       this.lastSync = { ok: true, at: new Date().toISOString(), durationMs: performance.now() - t0, applied: report !== null };
       ok = true;
+      this.lastSyncSuccessAt = Date.now() / 1000;
+      if (report !== null) {
+        this.metrics?.applyDuration.observe(report.durationMs / 1000);
+      }
       await this.saveState();
       if (!this.readySent && this.admin !== null) {
         this.readySent = true;
@@ -219,6 +292,7 @@ export class Daemon {
       this.log.error({ code: e.code, err: e.message, context }, 'sync failed; keeping the last applied state and retrying');
     }
     this.syncStartedAt = null;
+    this.metrics?.syncDuration.observe((performance.now() - t0) / 1000);
     return ok;
   }
 
@@ -528,6 +602,7 @@ export class Daemon {
     }
 
     await this.admin?.close();
+    await this.metrics?.close();
     await this.runner.stop();
     await this.proxy?.close(this.config.daemon.proxy.drainTimeoutMs);
     if (!this.config.daemon.keepRulesOnExit) {

@@ -4,11 +4,20 @@
  */
 export class Counters {
   private readonly values = new Map<string, number>();
+  private readonly series = new Map<string, { name: string; labels: Record<string, string> }>();
 
   /** Adds `n` to counter `name` with `labels` (values must be stable codes). */
   inc(name: string, labels: Record<string, string> = {}, n = 1): void {
     const k = key(name, labels);
     this.values.set(k, (this.values.get(k) ?? 0) + n);
+    if (!this.series.has(k)) {
+      this.series.set(k, { name, labels: { ...labels } });
+    }
+  }
+
+  /** Every series with its name, labels and value (for the Prometheus exporter). */
+  entries(): { name: string; labels: Record<string, string>; value: number }[] {
+    return [...this.series.entries()].map(([k, s]) => ({ name: s.name, labels: s.labels, value: this.values.get(k) ?? 0 }));
   }
 
   /** Current value (0 when never incremented). */

@@ -46,7 +46,9 @@ export class ProxyPlane {
   private readonly avoid = new Set<number>();
   private readonly sessions = new Set<Session>();
   private readonly perGuest = new Map<string, number>();
-  private readonly meta = new WeakMap<Session, { guestKey: string; backend: string; port: number }>();
+  private readonly meta = new WeakMap<Session, { guestKey: string; domain: string; backend: string; port: number; service: string; shares: string[] }>();
+  /** The access log: a child logger whose records carry log: "access". */
+  private readonly access: Logger;
   private guests = new Map<string, GuestState>();
   private closing = false;
 
@@ -54,7 +56,9 @@ export class ProxyPlane {
     private readonly settings: ProxySettings,
     private readonly log: Logger,
     private readonly counters: Counters,
-  ) {}
+  ) {
+    this.access = log.child({ log: 'access' });
+  }
 
   /**
    * Reuses the listener ports of a previous run (last-known-good state), so
@@ -268,7 +272,13 @@ export class ProxyPlane {
       (ended, reason) => this.ended(ended, reason),
     );
     this.sessions.add(s);
-    this.meta.set(s, { guestKey: g.key, backend: l.backend, port: l.port });
+    const grant = g.grants.find((gr) => gr.backend === l.backend && gr.port === l.port);
+    this.meta.set(s, { guestKey: g.key, domain: g.domain, backend: l.backend, port: l.port, service: grant?.service ?? '?', shares: grant?.shares.map((x) => x.id) ?? [] });
+    // Access log: one record per flow open and close (ids and addresses, never secrets).
+    this.access.info(
+      { event: 'open', plane: 'proxy', domain: g.domain, guest: g.key, guestPort: sock.remotePort, backend: l.backend, port: l.port, service: grant?.service, shares: grant?.shares.map((x) => x.id) },
+      'flow open',
+    );
     s.start();
   }
 
@@ -279,9 +289,28 @@ export class ProxyPlane {
       this.perGuest.set(m.guestKey, Math.max(0, (this.perGuest.get(m.guestKey) ?? 1) - 1));
     }
     const b = s.bytes();
+    const domain = m?.domain ?? '?';
     this.counters.inc('sharegw_proxy_closed_total', { reason });
-    this.counters.inc('sharegw_proxy_bytes_total', { dir: 'up' }, b.up);
-    this.counters.inc('sharegw_proxy_bytes_total', { dir: 'down' }, b.down);
+    this.counters.inc('sharegw_proxy_bytes_total', { dir: 'up', domain }, b.up);
+    this.counters.inc('sharegw_proxy_bytes_total', { dir: 'down', domain }, b.down);
+    this.access.info(
+      {
+        event: 'close',
+        plane: 'proxy',
+        domain,
+        guest: m?.guestKey,
+        guestPort: s.guestPort,
+        backend: m?.backend,
+        port: m?.port,
+        service: m?.service,
+        shares: m?.shares,
+        bytesUp: b.up,
+        bytesDown: b.down,
+        durationMs: Date.now() - s.startedAt,
+        reason,
+      },
+      'flow close',
+    );
   }
 
   /**

@@ -38,6 +38,8 @@ export class Session {
   readonly guest: net.Socket;
   backendSock: net.Socket | null = null;
   readonly startedAt = Date.now();
+  /** The guest's source port (kept: the socket forgets it once destroyed). */
+  readonly guestPort: number;
   private closed = false;
   private halfCloseTimer: NodeJS.Timeout | null = null;
   private onClose: ((s: Session, reason: CloseReason) => void) | null;
@@ -50,6 +52,7 @@ export class Session {
     onClose: (s: Session, reason: CloseReason) => void,
   ) {
     this.guest = guest;
+    this.guestPort = guest.remotePort ?? 0;
     this.onClose = onClose;
   }
 

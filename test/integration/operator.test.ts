@@ -1,0 +1,67 @@
+/**
+ * The operator's view with the real daemon: /metrics and /healthz on the
+ * daemon's metrics address (inside the gateway namespace), and the access
+ * log with one record per proxied flow open and close.
+ */
+import t from 'tap';
+import { LabDaemon, NS, probe, run } from '../helpers/lab';
+
+const ACME = '198.18.0.100';
+
+/** GET from inside the gateway namespace (the daemon's 127.0.0.1 is there). */
+async function get(path: string): Promise<{ status: number; body: string }> {
+  const code = `require('http').get({host:'127.0.0.1',port:9610,path:${JSON.stringify(path)}},(r)=>{let b='';r.on('data',(d)=>b+=d);r.on('end',()=>process.stdout.write(JSON.stringify({status:r.statusCode,body:b})))}).on('error',(e)=>process.stdout.write(JSON.stringify({status:0,body:e.message})))`;
+  const r = await run(process.execPath, ['-e', code], { ns: NS.gw });
+  return JSON.parse(r.stdout) as { status: number; body: string };
+}
+
+for (const plane of ['kernel', 'proxy'] as const) {
+  t.test(`${plane} plane: /metrics and /healthz`, async (t) => {
+    const d = new LabDaemon({ plane, extra: 'metrics: 127.0.0.1:9610\nproxy: { drainTimeout: 2s }\n' });
+    t.teardown(() => d.dispose());
+    await d.start();
+    const h = await get('/healthz');
+    t.equal(h.status, 200, h.body);
+    t.match(JSON.parse(h.body), { status: 'ok' });
+    // Something to count: a denial and a spoof from guest 2, a flow from guest 1.
+    t.equal((await probe(NS.g2, ACME, 2049)).result, 'refused');
+    t.equal((await probe(NS.g2, ACME, 2049, { local: '198.19.1.5', timeoutMs: 1000 })).result, 'timeout');
+    const cat = await run('nfs-cat', [`nfs://${ACME}/export/acme/hello.txt?version=4`], { ns: NS.g1 });
+    t.equal(cat.code, 0);
+    const m = await get('/metrics');
+    t.equal(m.status, 200);
+    const value = (re: RegExp): number => Number(re.exec(m.body)?.[1] ?? 'NaN');
+    t.ok(value(/^sharegw_denied_packets\{domain="beta",guest="beta\/g2",reason="deny"\} (\d+)$/m) >= 1, 'denials by guest and reason');
+    t.ok(value(/^sharegw_denied_packets\{domain="beta",guest="beta\/g2",reason="antispoof"\} (\d+)$/m) >= 1, 'spoofed packets by guest');
+    t.ok(value(/^sharegw_rule_applies_total\{result="ok"\} (\d+)$/m) >= 1, 'rule applies');
+    t.ok(value(/^sharegw_sync_duration_seconds_count (\d+)$/m) >= 1, 'sync latency histogram');
+    t.equal(value(/^sharegw_info\{what="guests"\} (\d+)$/m), 2);
+    t.equal(value(/^sharegw_last_sync_ok (\d+)$/m), 1);
+    if (plane === 'proxy') {
+      t.ok(value(/^sharegw_proxy_bytes_total\{dir="down",domain="acme"\} (\d+)$/m) > 0, 'proxied bytes by domain');
+    }
+  });
+}
+
+t.test('proxy plane: the access log has one open and one close record per flow', async (t) => {
+  const d = new LabDaemon({ plane: 'proxy' });
+  t.teardown(() => d.dispose());
+  await d.start();
+  const cat = await run('nfs-cat', [`nfs://${ACME}/export/acme/hello.txt?version=4`], { ns: NS.g1 });
+  t.equal(cat.code, 0);
+  // Give the close a moment to be logged.
+  await new Promise((r) => setTimeout(r, 300));
+  const records = d
+    .log()
+    .split('\n')
+    .filter((l) => l.includes('"log":"access"'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const opens = records.filter((r) => r['event'] === 'open' && r['port'] === 2049);
+  const closes = records.filter((r) => r['event'] === 'close' && r['port'] === 2049);
+  t.ok(opens.length >= 1, 'open records');
+  t.equal(closes.length, opens.length, 'a close for every open');
+  t.match(closes[0], { plane: 'proxy', domain: 'acme', guest: 'acme/g1', backend: ACME, service: 'nfs', shares: ['acme-nfs'] });
+  t.ok((closes[0]?.['bytesDown'] as number) > 0 && (closes[0]?.['bytesUp'] as number) > 0, 'bytes each way');
+  t.ok(typeof closes[0]?.['durationMs'] === 'number' && typeof closes[0]?.['reason'] === 'string', 'duration and close reason');
+  t.notMatch(d.log(), /labpass123/, 'no secrets');
+});
