@@ -18,7 +18,7 @@ import { deleteFlows } from './dataplane/kernel/conntrack';
 import type { FlowTuple } from './dataplane/kernel/conntrack';
 import { revocations } from './policy/revocations';
 import { vetTunnels } from './tunnels/vet';
-import { adoptTunnels, linkFacts, TUNNEL_KINDS, enableForwarding, isLocalAddress, releaseTunnel, releaseTunnelPeer } from './tunnels/host';
+import { adoptTunnels, enableConntrackAccounting, linkFacts, TUNNEL_KINDS, enableForwarding, isLocalAddress, releaseTunnel, releaseTunnelPeer } from './tunnels/host';
 import type { OwnedTunnel } from './dataplane/kernel/render';
 import type { TunnelState } from './tunnels/host';
 
@@ -259,6 +259,7 @@ export class Daemon {
         await this.proxy.closeStale(ports);
       } else {
         await enableForwarding();
+        await enableConntrackAccounting();
       }
       // Rules now refuse what was taken away; cut what is still flowing.
       await this.cutRevoked(desired, t0);

@@ -71,6 +71,20 @@ export async function isLocalAddress(addr: string): Promise<boolean> {
   return [...all.values()].some((l) => (l.addr_info ?? []).some((a) => a.local === addr));
 }
 
+/**
+ * Turns on conntrack byte/packet accounting, so flows listed or logged by
+ * the kernel plane carry their byte counts. Best effort: without the
+ * nf_conntrack module loaded yet the file does not exist.
+ */
+export async function enableConntrackAccounting(): Promise<boolean> {
+  try {
+    await sysctl('/proc/sys/net/netfilter/nf_conntrack_acct', '1');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Enables IPv4 forwarding (the kernel plane routes guest traffic). */
 export async function enableForwarding(): Promise<void> {
   await sysctl('/proc/sys/net/ipv4/ip_forward', '1');
