@@ -14,7 +14,9 @@ import type { Health, MetricsSnapshot } from './observability/metrics';
 import { configDigest, STATE_VERSION, StateStore } from './control/store';
 import { createNotifier, watchdogIntervalMs } from './daemon/notify';
 import type { Notifier } from './daemon/notify';
-import { deleteFlows } from './dataplane/kernel/conntrack';
+import { deleteFlows, listFlows } from './dataplane/kernel/conntrack';
+import { explainCommand, flowsCommand } from './admin/commands';
+import type { AdminRequest } from './admin/protocol';
 import type { FlowTuple } from './dataplane/kernel/conntrack';
 import { revocations } from './policy/revocations';
 import { vetTunnels } from './tunnels/vet';
@@ -113,7 +115,7 @@ export class Daemon {
     }
     await this.restoreState();
     await this.runner.runNow();
-    this.admin = new AdminServer(this.config.daemon.adminSocket, (cmd) => this.command(cmd), this.log, this.counters);
+    this.admin = new AdminServer(this.config.daemon.adminSocket, (_cmd, req) => this.command(req), this.log, this.counters);
     await this.admin.listen();
     await this.startMetrics();
     this.runner.start();
@@ -537,14 +539,26 @@ export class Daemon {
     return [];
   }
 
-  private async command(cmd: string): Promise<unknown> {
-    switch (cmd) {
+  private async command(req: AdminRequest): Promise<unknown> {
+    switch (req.cmd) {
       case 'ping': {
         return { pong: true };
       }
       case 'reload': {
         const problems = await this.reload();
         return { ok: problems.length === 0, problems };
+      }
+      case 'flows': {
+        return flowsCommand(req, {
+          desired: this.desired,
+          proxyFlows: this.proxy?.flows() ?? [],
+          // In the proxy plane the kernel holds only the DNATed guest legs;
+          // the proxy's own rows stand for them.
+          kernelFlows: this.config.daemon.dataplane === 'kernel' ? listFlows : null,
+        });
+      }
+      case 'explain': {
+        return explainCommand(req, this.config, this.desired);
       }
       default: {
         return this.status();

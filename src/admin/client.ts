@@ -1,9 +1,22 @@
 import * as net from 'node:net';
 import { AdminProtocolError } from '../errors';
-import type { AdminCommand, AdminResponse } from './protocol';
+import { encodeRequest } from './protocol';
+import type { AdminCommand, AdminRequest, AdminResponse } from './protocol';
 
-/** Sends one command to the daemon's admin socket and returns its response. */
+/**
+ * Sends one argument-less command to the daemon's admin socket and returns
+ * its response (explain without arguments gets an error response).
+ */
 export function adminRequest(socketPath: string, cmd: AdminCommand, timeoutMs = 10_000): Promise<AdminResponse> {
+  return send(socketPath, JSON.stringify({ cmd }), timeoutMs);
+}
+
+/** Sends one request, with its arguments, and returns the daemon's response. */
+export function adminCall(socketPath: string, request: AdminRequest, timeoutMs = 10_000): Promise<AdminResponse> {
+  return send(socketPath, encodeRequest(request), timeoutMs);
+}
+
+function send(socketPath: string, line: string, timeoutMs: number): Promise<AdminResponse> {
   return new Promise((resolve, reject) => {
     const sock = net.connect(socketPath);
     let buf = '';
@@ -12,7 +25,7 @@ export function adminRequest(socketPath: string, cmd: AdminCommand, timeoutMs = 
       reject(new AdminProtocolError('SGW_ERR_ADMIN_TIMEOUT', `no answer from ${socketPath} within ${timeoutMs} ms`));
     }, timeoutMs);
     sock.setEncoding('utf8');
-    sock.on('connect', () => sock.write(`${JSON.stringify({ cmd })}\n`));
+    sock.on('connect', () => sock.write(`${line}\n`));
     sock.on('data', (d: string) => {
       buf += d;
       const nl = buf.indexOf('\n');

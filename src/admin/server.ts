@@ -5,10 +5,13 @@ import { describeError } from '../errors';
 import type { Counters } from '../observability/counters';
 import type { Logger } from '../observability/logger';
 import { MAX_LINE, parseRequest } from './protocol';
-import type { AdminCommand, AdminResponse } from './protocol';
+import type { AdminCommand, AdminRequest, AdminResponse } from './protocol';
 
-/** Answers one admin command. */
-export type AdminHandler = (cmd: AdminCommand) => Promise<unknown>;
+/**
+ * Answers one admin command. `req` is the whole validated request (with
+ * the arguments of flows and explain); `req.cmd === cmd`.
+ */
+export type AdminHandler = (cmd: AdminCommand, req: AdminRequest) => Promise<unknown>;
 
 /**
  * The admin socket: a unix stream socket, mode 0600 (root only), one JSON
@@ -91,7 +94,7 @@ export class AdminServer {
   private async answer(line: string): Promise<AdminResponse> {
     try {
       const req = parseRequest(line);
-      return { ok: true, result: await this.handler(req.cmd) };
+      return { ok: true, result: await this.handler(req.cmd, req) };
     } catch (err) {
       const e = describeError(err);
       this.counters.inc('sharegw_admin_errors_total', { code: e.code });

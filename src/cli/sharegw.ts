@@ -1,21 +1,47 @@
 #!/usr/bin/env node
-import { adminRequest } from '../admin/client';
-import type { AdminCommand } from '../admin/protocol';
+import { adminCall, adminRequest } from '../admin/client';
+import type { FlowsResult } from '../admin/commands';
+import { checkBackend, checkDestination, checkGuestRef } from '../admin/protocol';
+import type { AdminCommand, AdminRequest, AdminResponse, FlowsRequest } from '../admin/protocol';
 import { loadConfig } from '../config/load';
-import { describeError } from '../errors';
+import { ConfigError, describeError, formatProblem } from '../errors';
+import { explain } from '../policy/explain';
+import type { Explanation } from '../policy/explain';
+import { compileDesired } from '../policy/policy';
 import { parseArgs, DEFAULT_CONFIG } from './args';
 import { checkConfig } from './check';
+import { formatExplanation, formatFlows } from './views';
 
 const USAGE = `usage: sharegw COMMAND [options]
 commands:
   status      domains, guests, grants, sync state and counters of the running daemon
   reload      ask the daemon to re-read its configuration (like SIGHUP), print problems
   validate    check a configuration without a daemon (same as sharegwd --check-config)
+  flows       live flows of the configured guests, both planes [--guest G] [--backend ADDR]
+  explain     whether a guest may connect to ADDR:PORT, and why: --guest G --to ADDR:PORT
+              (--offline: decide from --config, no daemon needed)
 options:
-  --config FILE   daemon file (default ${DEFAULT_CONFIG}); its adminSocket is used
-  --socket PATH   admin socket (overrides the config)
-  --json          machine-readable output
-exit codes: 0 ok, 1 the daemon or config reported a problem, 2 usage, 3 daemon unreachable`;
+  --config FILE     daemon file (default ${DEFAULT_CONFIG}); its adminSocket is used
+  --socket PATH     admin socket (overrides the config)
+  --guest G         a guest: domain/instance, instance id or tunnel interface
+  --backend ADDR    flows: only flows to this backend address
+  --to ADDR:PORT    explain: the destination (IPv6 as [ADDR]:PORT)
+  --offline         explain: load the configuration instead of asking the daemon
+  --json            machine-readable output
+exit codes:
+  status, reload, validate, flows: 0 ok, 1 the daemon or config reported a problem
+    (flows: also 1 when kernel flows could not be listed; the rows shown are then incomplete)
+  explain: 0 allowed, 1 denied, 3 no decision (daemon unreachable or failed; with
+    --offline, the configuration could not be loaded)
+  all: 2 usage, 3 daemon unreachable`;
+
+/** Options that only some commands take; any other command refuses them. */
+const COMMAND_OPTIONS: Record<string, readonly string[]> = {
+  guest: ['flows', 'explain'],
+  backend: ['flows'],
+  to: ['explain'],
+  offline: ['explain'],
+};
 
 const print = (s: string): void => void process.stdout.write(`${s}\n`);
 const printErr = (s: string): void => void process.stderr.write(`${s}\n`);
@@ -62,8 +88,117 @@ function human(s: StatusView): string {
   return lines.join('\n');
 }
 
+/** Runs an argument check; prints its message and gives null when it fails. */
+function checked<T>(fn: () => T): T | null {
+  try {
+    return fn();
+  } catch (err) {
+    printErr(`sharegw: ${describeError(err).message}`);
+    return null;
+  }
+}
+
+/** Asks the daemon; null (after printing why) when it cannot be reached. */
+async function ask(values: Map<string, string>, req: AdminRequest): Promise<AdminResponse | null> {
+  try {
+    return await adminCall(socketOf(values), req);
+  } catch (err) {
+    printErr(`sharegw: ${describeError(err).message}`);
+    return null;
+  }
+}
+
+async function flows(values: Map<string, string>, json: boolean): Promise<number> {
+  const req: FlowsRequest = { cmd: 'flows' };
+  const guest = values.get('guest');
+  const backend = values.get('backend');
+  if (guest !== undefined) {
+    const g = checked(() => checkGuestRef(guest));
+    if (g === null) {
+      return 2;
+    }
+    req.guest = g;
+  }
+  if (backend !== undefined) {
+    const b = checked(() => checkBackend(backend));
+    if (b === null) {
+      return 2;
+    }
+    req.backend = b;
+  }
+  const resp = await ask(values, req);
+  if (resp === null) {
+    return 3;
+  }
+  if (!resp.ok) {
+    printErr(`sharegw: ${resp.error.code}: ${resp.error.message}`);
+    return 1;
+  }
+  const r = resp.result as FlowsResult;
+  if (r === null || typeof r !== 'object' || !Array.isArray(r.rows)) {
+    printErr('sharegw: the daemon does not answer flows (older version?)');
+    return 1;
+  }
+  print(json ? JSON.stringify(r, null, 2) : formatFlows(r));
+  const k: unknown = r.kernel;
+  if (typeof k === 'object' && k !== null && r.kernel?.ok === false) {
+    printErr(`sharegw: kernel flows could not be listed: ${r.kernel.error.code}: ${r.kernel.error.message}`);
+    return 1;
+  }
+  return 0;
+}
+
+/** Decides from the configuration file alone; null (after printing why) when it cannot be loaded. */
+function offlineExplain(file: string, guest: string, to: { addr: string; port: number }): Explanation | null {
+  try {
+    const cfg = loadConfig(file);
+    return explain(cfg, compileDesired(cfg), guest, to);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      for (const p of e.problems) {
+        printErr(formatProblem(p));
+      }
+    }
+    printErr(`sharegw: cannot decide from ${file}: ${describeError(e).message}`);
+    return null;
+  }
+}
+
+async function explainCmd(values: Map<string, string>, flags: Set<string>): Promise<number> {
+  const guestArg = values.get('guest');
+  const toArg = values.get('to');
+  if (guestArg === undefined || toArg === undefined) {
+    printErr('sharegw: explain needs --guest G and --to ADDR:PORT');
+    return 2;
+  }
+  const guest = checked(() => checkGuestRef(guestArg));
+  const to = checked(() => checkDestination(toArg));
+  if (guest === null || to === null) {
+    return 2;
+  }
+  let e: Explanation | null;
+  if (flags.has('offline')) {
+    e = offlineExplain(values.get('config') ?? DEFAULT_CONFIG, guest, to);
+  } else {
+    const resp = await ask(values, { cmd: 'explain', guest, to });
+    if (resp !== null && !resp.ok) {
+      printErr(`sharegw: ${resp.error.code}: ${resp.error.message}`);
+    }
+    e = resp?.ok === true ? (resp.result as Explanation) : null;
+    if (e !== null && (typeof e !== 'object' || typeof e.allowed !== 'boolean' || !Array.isArray(e.lines))) {
+      printErr('sharegw: the daemon does not answer explain (older version?)');
+      e = null;
+    }
+  }
+  if (e === null) {
+    return 3;
+  }
+  print(flags.has('json') ? JSON.stringify(e, null, 2) : formatExplanation(e));
+  return e.allowed ? 0 : 1;
+}
+
 async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ['json', 'help'], ['config', 'socket']);
+  const args = parseArgs(argv, ['json', 'help', 'offline'], ['config', 'socket', 'guest', 'backend', 'to']);
   const cmd = args.positionals[0];
   if (args.flags.has('help') || cmd === undefined) {
     print(USAGE);
@@ -73,8 +208,17 @@ async function main(argv: string[]): Promise<number> {
     printErr(`sharegw: unexpected arguments: ${[...args.unknown, ...args.positionals.slice(1)].join(' ')}`);
     return 2;
   }
+  for (const [opt, cmds] of Object.entries(COMMAND_OPTIONS)) {
+    if ((args.values.has(opt) || args.flags.has(opt)) && !cmds.includes(cmd)) {
+      printErr(`sharegw: --${opt} is not an option of ${cmd}`);
+      return 2;
+    }
+  }
   if (cmd === 'validate') {
     return checkConfig(args.values.get('config') ?? DEFAULT_CONFIG, print, printErr);
+  }
+  if (cmd === 'flows' || cmd === 'explain') {
+    return cmd === 'flows' ? flows(args.values, args.flags.has('json')) : explainCmd(args.values, args.flags);
   }
   if (cmd !== 'status' && cmd !== 'reload') {
     printErr(`sharegw: unknown command "${cmd}"\n${USAGE}`);

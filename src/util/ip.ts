@@ -97,3 +97,38 @@ function formatIp(family: Family, value: bigint): string {
   }
   return Address6.fromBigInt(value).correctForm();
 }
+
+/** A destination as operators write it: an address and a TCP port. */
+export interface AddrPort {
+  /** Canonical address text (as parseIp gives it). */
+  addr: string;
+  port: number;
+}
+
+/**
+ * Parses `ADDR:PORT` (IPv6 as `[ADDR]:PORT`); null when invalid. The port is
+ * decimal 1-65535 without leading zeros or sign, so `2049` and `02049` are
+ * never two spellings of one destination.
+ */
+export function parseAddrPort(text: string): AddrPort | null {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):([1-9][0-9]{0,4})$/.exec(text);
+  if (m === null) {
+    return null;
+  }
+  const ip = parseIp(m[1] ?? m[2] ?? '');
+  const port = Number(m[3]);
+  if (ip === null || port > 65535) {
+    return null;
+  }
+  // Brackets are for IPv6 only (an unbracketed IPv6 address never matches:
+  // the second alternative has no colon), so each destination has one form.
+  if (m[1] !== undefined && ip.family !== 6) {
+    return null;
+  }
+  return { addr: ip.text, port };
+}
+
+/** Formats an AddrPort the way parseAddrPort reads it. */
+export function formatAddrPort(a: AddrPort): string {
+  return a.addr.includes(':') ? `[${a.addr}]:${a.port}` : `${a.addr}:${a.port}`;
+}

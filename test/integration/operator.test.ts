@@ -3,8 +3,9 @@
  * daemon's metrics address (inside the gateway namespace), and the access
  * log with one record per proxied flow open and close.
  */
+import * as path from 'node:path';
 import t from 'tap';
-import { LabDaemon, NS, probe, run } from '../helpers/lab';
+import { LabDaemon, NS, ROOT, holdConnection, probe, run } from '../helpers/lab';
 
 const ACME = '198.18.0.100';
 
@@ -65,3 +66,31 @@ t.test('proxy plane: the access log has one open and one close record per flow',
   t.ok(typeof closes[0]?.['durationMs'] === 'number' && typeof closes[0]?.['reason'] === 'string', 'duration and close reason');
   t.notMatch(d.log(), /labpass123/, 'no secrets');
 });
+
+for (const plane of ['kernel', 'proxy'] as const) {
+  t.test(`${plane} plane: sharegw flows and explain against the running daemon`, async (t) => {
+    const d = new LabDaemon({ plane });
+    t.teardown(() => d.dispose());
+    await d.start();
+    const held = await holdConnection(NS.g1, ACME, 2049);
+    t.teardown(held.release);
+    t.equal(held.result.result, 'connected');
+    const CLI = path.join(ROOT, 'dist/src/cli/sharegw.js');
+    const f = await run(process.execPath, [CLI, 'flows', '--json', '--guest', 'acme/g1', '--socket', d.socket]);
+    t.equal(f.code, 0, f.stderr);
+    const rows = (JSON.parse(f.stdout) as { rows: { guest: string; plane: string; backend: string; port: number; granted: boolean }[] }).rows;
+    t.ok(rows.some((r) => r.guest === 'acme/g1' && r.plane === plane && r.backend === ACME && r.port === 2049 && r.granted), `the held flow is listed (${JSON.stringify(rows)})`);
+    const human = await run(process.execPath, [CLI, 'flows', '--socket', d.socket]);
+    t.match(human.stdout, new RegExp(`acme/g1\\s+${plane}\\s+198\\.18\\.0\\.100:2049`));
+
+    const ok = await run(process.execPath, [CLI, 'explain', '--guest', 'acme/g1', '--to', `${ACME}:445`, '--socket', d.socket]);
+    t.equal(ok.code, 0, 'allowed: exit 0');
+    t.match(ok.stdout, /allowed: .*share acme-smb/);
+    const no = await run(process.execPath, [CLI, 'explain', '--guest', 'beta/g2', '--to', `${ACME}:2049`, '--socket', d.socket]);
+    t.equal(no.code, 1, 'denied: exit 1');
+    t.match(no.stdout, /denied: no share of domain beta has an export location on 198\.18\.0\.100/);
+    // The daemon's answer and the data plane agree.
+    t.equal((await probe(NS.g2, ACME, 2049)).result, 'refused');
+    t.equal((await probe(NS.g1, ACME, 445)).result, 'connected');
+  });
+}

@@ -3,9 +3,9 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import t from 'tap';
-import { adminRequest } from '../../src/admin/client';
-import { ADMIN_COMMANDS, MAX_LINE, parseRequest } from '../../src/admin/protocol';
-import type { AdminCommand } from '../../src/admin/protocol';
+import { adminCall, adminRequest } from '../../src/admin/client';
+import { ADMIN_COMMANDS, ADMIN_ERRORS, encodeRequest, MAX_GUEST_REF, MAX_LINE, parseRequest } from '../../src/admin/protocol';
+import type { AdminCommand, AdminRequest } from '../../src/admin/protocol';
 import { AdminServer } from '../../src/admin/server';
 import { AdminProtocolError, SgwError } from '../../src/errors';
 import { Counters } from '../../src/observability/counters';
@@ -36,11 +36,21 @@ function errorShape(err: unknown): { isAdminError: boolean; isSgwError: boolean;
   return { isAdminError: err instanceof AdminProtocolError, isSgwError: err instanceof SgwError, name: e.name, code: e.code, message: e.message };
 }
 
-const UNKNOWN = 'unknown command; expected one of ping, status, reload';
+const UNKNOWN = 'unknown command; expected one of ping, status, reload, flows, explain';
 
 t.test('protocol constants', async (t) => {
-  t.strictSame([...ADMIN_COMMANDS], ['ping', 'status', 'reload']);
+  t.strictSame([...ADMIN_COMMANDS], ['ping', 'status', 'reload', 'flows', 'explain']);
   t.equal(MAX_LINE, 65536);
+  t.equal(MAX_GUEST_REF, 255);
+  t.strictSame(ADMIN_ERRORS, {
+    badJson: 'SGW_ERR_ADMIN_BAD_JSON',
+    badRequest: 'SGW_ERR_ADMIN_BAD_REQUEST',
+    unknownCommand: 'SGW_ERR_ADMIN_UNKNOWN_COMMAND',
+    unknownArgument: 'SGW_ERR_ADMIN_UNKNOWN_ARGUMENT',
+    missingArgument: 'SGW_ERR_ADMIN_MISSING_ARGUMENT',
+    badArgument: 'SGW_ERR_ADMIN_BAD_ARGUMENT',
+    unknownGuest: 'SGW_ERR_ADMIN_UNKNOWN_GUEST',
+  }, 'codes are API');
 });
 
 t.test('parseRequest() accepts the known commands', async (t) => {
@@ -75,6 +85,82 @@ t.test('parseRequest() rejects with typed, stable codes', async (t) => {
   for (const [line, code, message] of cases) {
     t.strictSame(errorShape(thrown(() => parseRequest(line))), { isAdminError: true, isSgwError: true, name: 'AdminProtocolError', code, message }, JSON.stringify(line));
   }
+});
+
+t.test('parseRequest() accepts flows and explain with their arguments', async (t) => {
+  const ok: [string, AdminRequest, string][] = [
+    ['{"cmd":"flows"}', { cmd: 'flows' }, 'flows without filters'],
+    ['{"cmd":"flows","guest":"acme/g1"}', { cmd: 'flows', guest: 'acme/g1' }, 'a key'],
+    ['{"cmd":"flows","guest":"sgwt-g1","backend":"198.18.0.100"}', { cmd: 'flows', guest: 'sgwt-g1', backend: '198.18.0.100' }, 'both filters'],
+    ['{"cmd":"flows","backend":"2001:DB8:0::100"}', { cmd: 'flows', backend: '2001:db8::100' }, 'the backend in canonical form'],
+    ['{"cmd":"explain","guest":"g1","to":"198.18.0.100:2049"}', { cmd: 'explain', guest: 'g1', to: { addr: '198.18.0.100', port: 2049 } }, 'explain'],
+    ['{"to":"[2001:DB8::100]:445","guest":"acme/g1","cmd":"explain"}', { cmd: 'explain', guest: 'acme/g1', to: { addr: '2001:db8::100', port: 445 } }, 'IPv6 in brackets, any key order'],
+    ['{"cmd":"explain","guest":"g1","to":"198.18.0.100:65535"}', { cmd: 'explain', guest: 'g1', to: { addr: '198.18.0.100', port: 65535 } }, 'the highest port'],
+    [`{"cmd":"explain","guest":"${'x'.repeat(255)}","to":"198.18.0.100:1"}`, { cmd: 'explain', guest: 'x'.repeat(255), to: { addr: '198.18.0.100', port: 1 } }, 'the longest guest reference'],
+  ];
+  for (const [line, want, name] of ok) {
+    t.strictSame(parseRequest(line), want, name);
+  }
+});
+
+t.test('parseRequest() rejects bad flows and explain arguments with stable codes', async (t) => {
+  const BAD_TO = 'to must be ADDR:PORT (IPv6 as [ADDR]:PORT, port 1-65535)';
+  const cases: [string, string, string][] = [
+    ['{"cmd":"flows","guset":"g1"}', 'SGW_ERR_ADMIN_UNKNOWN_ARGUMENT', 'flows takes no argument "guset"; expected guest, backend'],
+    ['{"cmd":"flows","to":"1.2.3.4:5"}', 'SGW_ERR_ADMIN_UNKNOWN_ARGUMENT', 'flows takes no argument "to"; expected guest, backend'],
+    ['{"cmd":"explain","guest":"g1","to":"198.18.0.100:2049","json":true}', 'SGW_ERR_ADMIN_UNKNOWN_ARGUMENT', 'explain takes no argument "json"; expected guest, to'],
+    ['{"cmd":"explain","guest":"g1","to":"198.18.0.100:2049","__proto__":1}', 'SGW_ERR_ADMIN_UNKNOWN_ARGUMENT', 'explain takes no argument "__proto__"; expected guest, to'],
+    [`{"cmd":"flows","${'k'.repeat(500)}":1}`, 'SGW_ERR_ADMIN_UNKNOWN_ARGUMENT', `flows takes no argument "${'k'.repeat(64)}"; expected guest, backend`],
+    ['{"cmd":"explain"}', 'SGW_ERR_ADMIN_MISSING_ARGUMENT', 'explain needs "guest"'],
+    ['{"cmd":"explain","guest":"g1"}', 'SGW_ERR_ADMIN_MISSING_ARGUMENT', 'explain needs "to"'],
+    ['{"cmd":"explain","to":"198.18.0.100:2049"}', 'SGW_ERR_ADMIN_MISSING_ARGUMENT', 'explain needs "guest"'],
+    ['{"cmd":"flows","guest":null}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', 'guest must be a string'],
+    ['{"cmd":"flows","guest":7}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', 'guest must be a string'],
+    ['{"cmd":"flows","guest":["g1"]}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', 'guest must be a string'],
+    ['{"cmd":"flows","guest":""}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', 'guest must be 1-255 characters'],
+    [`{"cmd":"flows","guest":"${'x'.repeat(256)}"}`, 'SGW_ERR_ADMIN_BAD_ARGUMENT', 'guest must be 1-255 characters'],
+    ['{"cmd":"flows","guest":"g 1"}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', 'guest must not contain whitespace or control characters'],
+    ['{"cmd":"flows","guest":"g1\\n"}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', 'guest must not contain whitespace or control characters'],
+    ['{"cmd":"flows","guest":"g\\u00001"}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', 'guest must not contain whitespace or control characters'],
+    ['{"cmd":"flows","guest":"g\\u007f"}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', 'guest must not contain whitespace or control characters'],
+    ['{"cmd":"flows","backend":"198.18.0.100:2049"}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', 'backend must be an IP address'],
+    ['{"cmd":"flows","backend":"nas.example"}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', 'backend must be an IP address'],
+    ['{"cmd":"flows","backend":"198.18.0.0/24"}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', 'backend must be an IP address'],
+    ['{"cmd":"flows","backend":198}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', 'backend must be an IP address'],
+    ['{"cmd":"flows","backend":""}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', 'backend must be an IP address'],
+    ['{"cmd":"explain","guest":"g1","to":"198.18.0.100"}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', BAD_TO],
+    ['{"cmd":"explain","guest":"g1","to":"198.18.0.100:"}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', BAD_TO],
+    ['{"cmd":"explain","guest":"g1","to":"198.18.0.100:0"}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', BAD_TO],
+    ['{"cmd":"explain","guest":"g1","to":"198.18.0.100:65536"}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', BAD_TO],
+    ['{"cmd":"explain","guest":"g1","to":"198.18.0.100:02049"}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', BAD_TO],
+    ['{"cmd":"explain","guest":"g1","to":"198.18.0.100:+2049"}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', BAD_TO],
+    ['{"cmd":"explain","guest":"g1","to":"198.18.0.100:2049 "}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', BAD_TO],
+    ['{"cmd":"explain","guest":"g1","to":"nas:2049"}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', BAD_TO],
+    ['{"cmd":"explain","guest":"g1","to":"2001:db8::100:2049"}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', BAD_TO],
+    ['{"cmd":"explain","guest":"g1","to":"[198.18.0.100]:2049"}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', BAD_TO],
+    ['{"cmd":"explain","guest":"g1","to":{"addr":"198.18.0.100","port":2049}}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', BAD_TO],
+    ['{"cmd":"explain","guest":"","to":"198.18.0.100:2049"}', 'SGW_ERR_ADMIN_BAD_ARGUMENT', 'guest must be 1-255 characters'],
+  ];
+  for (const [line, code, message] of cases) {
+    t.strictSame(errorShape(thrown(() => parseRequest(line))), { isAdminError: true, isSgwError: true, name: 'AdminProtocolError', code, message }, line.slice(0, 120));
+  }
+});
+
+t.test('encodeRequest() is read back by parseRequest()', async (t) => {
+  const reqs: AdminRequest[] = [
+    { cmd: 'ping' },
+    { cmd: 'status' },
+    { cmd: 'reload' },
+    { cmd: 'flows' },
+    { cmd: 'flows', guest: 'acme/g1', backend: '198.18.0.100' },
+    { cmd: 'explain', guest: 'sgwt-g1', to: { addr: '198.18.0.100', port: 2049 } },
+    { cmd: 'explain', guest: 'g1', to: { addr: '2001:db8::100', port: 445 } },
+  ];
+  for (const r of reqs) {
+    t.strictSame(parseRequest(encodeRequest(r)), r, JSON.stringify(r));
+  }
+  t.equal(encodeRequest({ cmd: 'explain', guest: 'g1', to: { addr: '2001:db8::100', port: 445 } }), '{"cmd":"explain","guest":"g1","to":"[2001:db8::100]:445"}', 'the wire form of to is ADDR:PORT');
+  t.equal(encodeRequest({ cmd: 'status' }), '{"cmd":"status"}');
 });
 
 /** A raw connection: sends `chunks` (with a pause between), collects response lines until closed or `want` lines. */
@@ -133,6 +219,7 @@ interface Fixture {
   server: AdminServer;
   counters: Counters;
   calls: AdminCommand[];
+  requests: AdminRequest[];
 }
 
 async function start(t: Tap): Promise<Fixture> {
@@ -141,10 +228,18 @@ async function start(t: Tap): Promise<Fixture> {
   const socketPath = path.join(dir, 'run', 'admin.sock');
   const counters = new Counters();
   const calls: AdminCommand[] = [];
-  const handler = async (cmd: AdminCommand): Promise<unknown> => {
+  const requests: AdminRequest[] = [];
+  const handler = async (cmd: AdminCommand, req: AdminRequest): Promise<unknown> => {
     calls.push(cmd);
+    requests.push(req);
     if (cmd === 'ping') {
       return 'pong';
+    }
+    if (req.cmd === 'flows') {
+      return { rows: [], filter: req };
+    }
+    if (req.cmd === 'explain') {
+      return { allowed: req.to.port === 2049, guest: req.guest, to: req.to };
     }
     if (cmd === 'status') {
       return { node: 'hv-test', guests: 2 };
@@ -160,7 +255,7 @@ async function start(t: Tap): Promise<Fixture> {
     await server.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  return { dir, socketPath, server, counters, calls };
+  return { dir, socketPath, server, counters, calls, requests };
 }
 
 t.test('server: socket file is a unix socket with mode 0600', async (t) => {
@@ -181,6 +276,45 @@ t.test('server: ping, status and reload round trips through the client', async (
   }, 'a handler error becomes an error response with its code');
   t.strictSame(f.calls, ['ping', 'status', 'reload', 'reload']);
   t.strictSame(f.counters.snapshot(), { 'sharegw_admin_errors_total{code="SGW_ERR_CONFIG_INVALID"}': 1 });
+});
+
+t.test('server: flows and explain carry their arguments to the handler', async (t) => {
+  const f = await start(t);
+  t.strictSame(await adminCall(f.socketPath, { cmd: 'flows', guest: 'sgwt-g1' }), { ok: true, result: { rows: [], filter: { cmd: 'flows', guest: 'sgwt-g1' } } });
+  t.strictSame(await adminCall(f.socketPath, { cmd: 'flows' }), { ok: true, result: { rows: [], filter: { cmd: 'flows' } } });
+  t.strictSame(await adminCall(f.socketPath, { cmd: 'explain', guest: 'g1', to: { addr: '198.18.0.100', port: 2049 } }), {
+    ok: true,
+    result: { allowed: true, guest: 'g1', to: { addr: '198.18.0.100', port: 2049 } },
+  });
+  t.strictSame(await adminCall(f.socketPath, { cmd: 'ping' }), { ok: true, result: 'pong' }, 'adminCall works for the old commands too');
+  t.strictSame(f.calls, ['flows', 'flows', 'explain', 'ping']);
+  t.strictSame(f.requests, [
+    { cmd: 'flows', guest: 'sgwt-g1' },
+    { cmd: 'flows' },
+    { cmd: 'explain', guest: 'g1', to: { addr: '198.18.0.100', port: 2049 } },
+    { cmd: 'ping' },
+  ], 'the handler gets the validated request');
+});
+
+t.test('server: bad arguments get an error response and never reach the handler', async (t) => {
+  const f = await start(t);
+  t.strictSame(await adminRequest(f.socketPath, 'explain'), {
+    ok: false,
+    error: { code: 'SGW_ERR_ADMIN_MISSING_ARGUMENT', message: 'explain needs "guest"' },
+  }, 'adminRequest() sends no arguments');
+  const r = await raw(f.socketPath, ['{"cmd":"explain","guest":"g1","to":"198.18.0.100:0"}\n', '{"cmd":"flows","backend":"nas"}\n', '{"cmd":"flows","x":1}\n', '{"cmd":"flows","guest":"g1"}\n'], 4);
+  t.strictSame(r.lines, [
+    { ok: false, error: { code: 'SGW_ERR_ADMIN_BAD_ARGUMENT', message: 'to must be ADDR:PORT (IPv6 as [ADDR]:PORT, port 1-65535)' } },
+    { ok: false, error: { code: 'SGW_ERR_ADMIN_BAD_ARGUMENT', message: 'backend must be an IP address' } },
+    { ok: false, error: { code: 'SGW_ERR_ADMIN_UNKNOWN_ARGUMENT', message: 'flows takes no argument "x"; expected guest, backend' } },
+    { ok: true, result: { rows: [], filter: { cmd: 'flows', guest: 'g1' } } },
+  ]);
+  t.strictSame(f.calls, ['flows'], 'only the valid request reached the handler');
+  t.strictSame(f.counters.snapshot(), {
+    'sharegw_admin_errors_total{code="SGW_ERR_ADMIN_BAD_ARGUMENT"}': 2,
+    'sharegw_admin_errors_total{code="SGW_ERR_ADMIN_MISSING_ARGUMENT"}': 1,
+    'sharegw_admin_errors_total{code="SGW_ERR_ADMIN_UNKNOWN_ARGUMENT"}': 1,
+  });
 });
 
 t.test('server: line framing', async (t) => {

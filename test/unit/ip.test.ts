@@ -1,5 +1,5 @@
 import t from 'tap';
-import { cidrContains, formatCidr, parseCidr, parseIp } from '../../src/util/ip';
+import { cidrContains, formatAddrPort, formatCidr, parseAddrPort, parseCidr, parseIp } from '../../src/util/ip';
 import type { Cidr, Ip } from '../../src/util/ip';
 
 function ip(text: string): Ip {
@@ -119,4 +119,48 @@ t.test('formatCidr()', async (t) => {
   t.equal(formatCidr(cidr('2001:0db8:0:0::5/64')), '2001:db8::/64');
   t.equal(formatCidr(cidr('2001:db8::5')), '2001:db8::5/128');
   t.equal(formatCidr(cidr('::/0')), '::/0');
+});
+
+t.test('parseAddrPort() reads ADDR:PORT and [ADDR6]:PORT in canonical form', async (t) => {
+  const ok: [string, string, number][] = [
+    ['198.18.0.100:2049', '198.18.0.100', 2049],
+    ['198.18.0.100:1', '198.18.0.100', 1],
+    ['198.18.0.100:65535', '198.18.0.100', 65535],
+    ['[2001:db8::100]:445', '2001:db8::100', 445],
+    ['[2001:DB8:0:0::100]:445', '2001:db8::100', 445],
+    ['[::1]:111', '::1', 111],
+  ];
+  for (const [text, addr, port] of ok) {
+    t.strictSame(parseAddrPort(text), { addr, port }, text);
+    t.equal(formatAddrPort({ addr, port }), text.replace('DB8:0:0::', 'db8::'), `${text} formats back`);
+  }
+  const bad = [
+    '',
+    '198.18.0.100',
+    '198.18.0.100:',
+    ':2049',
+    '198.18.0.100:0',
+    '198.18.0.100:65536',
+    '198.18.0.100:99999',
+    '198.18.0.100:123456',
+    '198.18.0.100:02049',
+    '198.18.0.100:-1',
+    '198.18.0.100:+80',
+    '198.18.0.100:2049 ',
+    ' 198.18.0.100:2049',
+    '198.18.0.100:20x9',
+    '198.018.0.100:2049',
+    '198.18.0.100/32:2049',
+    'nas.example:2049',
+    '2001:db8::100:2049',
+    '[2001:db8::100]',
+    '[2001:db8::100:2049',
+    '2001:db8::100]:2049',
+    '[198.18.0.100]:2049',
+    '[fe80::1%eth0]:2049',
+    '[]:2049',
+  ];
+  for (const text of bad) {
+    t.equal(parseAddrPort(text), null, JSON.stringify(text));
+  }
 });
