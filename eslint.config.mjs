@@ -25,7 +25,7 @@ export default tseslint.config(
   },
   {
     files: ['src/**/*.ts'],
-    ignores: ['src/dataplane/kernel/restore.ts', 'src/dataplane/kernel/conntrack.ts', 'src/tunnels/host.ts', 'src/daemon/notify.ts'],
+    ignores: ['src/dataplane/kernel/restore.ts', 'src/dataplane/kernel/conntrack.ts', 'src/dataplane/kernel/flow-events.ts', 'src/tunnels/host.ts', 'src/daemon/notify.ts'],
     rules: { 'no-restricted-imports': ['error', { paths: [{ name: 'node:child_process', message: 'only dataplane/kernel/{restore,conntrack}.ts, tunnels/host.ts and daemon/notify.ts (systemd-notify) run host commands' }] }] },
   },
   {

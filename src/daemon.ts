@@ -15,6 +15,8 @@ import { configDigest, STATE_VERSION, StateStore } from './control/store';
 import { createNotifier, watchdogIntervalMs } from './daemon/notify';
 import type { Notifier } from './daemon/notify';
 import { deleteFlows, listFlows } from './dataplane/kernel/conntrack';
+import type { KernelFlow } from './dataplane/kernel/conntrack';
+import { FlowEvents, getFlow } from './dataplane/kernel/flow-events';
 import { explainCommand, flowsCommand } from './admin/commands';
 import type { AdminRequest } from './admin/protocol';
 import type { FlowTuple } from './dataplane/kernel/conntrack';
@@ -79,6 +81,7 @@ export class Daemon {
   private pendingFlush: RevokedTuple[] = [];
   private forceNext = true;
   private metrics: MetricsServer | null = null;
+  private flowEvents: FlowEvents | null = null;
   private lastSyncSuccessAt: number | null = null;
   /** READY=1 goes out after the first successful sync only. */
   private readySent = false;
@@ -118,6 +121,9 @@ export class Daemon {
     this.admin = new AdminServer(this.config.daemon.adminSocket, (_cmd, req) => this.command(req), this.log, this.counters);
     await this.admin.listen();
     await this.startMetrics();
+    if (this.proxy === null) {
+      this.startFlowEvents();
+    }
     this.runner.start();
     if (this.lastSync?.ok === true) {
       this.readySent = true;
@@ -191,6 +197,59 @@ export class Daemon {
       lastSyncSuccess: this.lastSyncSuccessAt,
       lastSyncOk: this.lastSync?.ok ?? null,
     };
+  }
+
+  /**
+   * Kernel-plane access log from conntrack events: an open record when the
+   * rules accept a guest's flow, a close record (with bytes each way) when
+   * it reaches CLOSE/TIME_WAIT, or when its entry is destroyed first
+   * (expired, or deleted by a revocation).
+   */
+  private startFlowEvents(): void {
+    const access = this.log.child({ log: 'access' });
+    const open = new Map<string, { at: number; rec: Record<string, unknown>; closed: boolean }>();
+    const key = (f: KernelFlow): string => `${f.orig.src}:${f.orig.sport}>${f.orig.dst}:${f.orig.dport}`;
+    const close = (k: string, f: KernelFlow, reason: string): void => {
+      const o = open.get(k);
+      if (o === undefined || o.closed) {
+        return;
+      }
+      o.closed = true;
+      access.info({ event: 'close', ...o.rec, bytesUp: f.orig.bytes, bytesDown: f.reply.bytes, durationMs: Date.now() - o.at, reason }, 'flow close');
+    };
+    this.flowEvents = new FlowEvents(
+      (e) => {
+        const f = e.flow;
+        const k = key(f);
+        if (e.type === 'new') {
+          const g = this.applied?.guests.find((x) => x.guestIp === f.orig.src);
+          const gr = g?.grants.find((x) => x.backend === f.orig.dst && x.port === f.orig.dport);
+          if (g === undefined || gr === undefined) {
+            return;
+          }
+          const rec = { plane: 'kernel', domain: g.domain, guest: g.key, guestPort: f.orig.sport, backend: f.orig.dst, port: f.orig.dport, service: gr.service, shares: gr.shares.map((x) => x.id), natSource: f.reply.dst };
+          if (open.size >= 200_000) {
+            const oldest = open.keys().next().value;
+            if (oldest !== undefined) {
+              open.delete(oldest);
+            }
+          }
+          open.set(k, { at: Date.now(), rec, closed: false });
+          access.info({ event: 'open', ...rec }, 'flow open');
+        } else if (e.type === 'update' && (f.state === 'CLOSE' || f.state === 'TIME_WAIT') && open.get(k)?.closed === false) {
+          // UPDATE events carry no counters: read them while the entry lives.
+          void getFlow(f.orig.src, f.orig.dst, f.orig.sport, f.orig.dport).then((now) => close(k, now ?? f, f.state === 'CLOSE' ? 'reset' : 'done'));
+        } else if (e.type === 'destroy') {
+          close(k, f, 'expired-or-deleted');
+          open.delete(k);
+        }
+      },
+      (code, stderr) => {
+        this.counters.inc('sharegw_flow_events_errors_total');
+        this.log.warn({ code, stderr }, 'conntrack event stream ended; restarting (kernel-plane access log)');
+      },
+    );
+    this.flowEvents.start();
   }
 
   /** Ready: the first sync succeeded and the last one is good and recent. */
@@ -618,6 +677,7 @@ export class Daemon {
 
     await this.admin?.close();
     await this.metrics?.close();
+    this.flowEvents?.stop();
     await this.runner.stop();
     await this.proxy?.close(this.config.daemon.proxy.drainTimeoutMs);
     if (!this.config.daemon.keepRulesOnExit) {

@@ -94,3 +94,31 @@ for (const plane of ['kernel', 'proxy'] as const) {
     t.equal((await probe(NS.g1, ACME, 445)).result, 'connected');
   });
 }
+
+t.test('kernel plane: the access log has open and close records from conntrack events', async (t) => {
+  const d = new LabDaemon({ plane: 'kernel' });
+  t.teardown(() => d.dispose());
+  await d.start();
+  // Let the event stream start before the flow.
+  await new Promise((r) => setTimeout(r, 300));
+  const cat = await run('nfs-cat', [`nfs://${ACME}/export/acme/hello.txt?version=4`], { ns: NS.g1 });
+  t.equal(cat.code, 0);
+  let records: Record<string, unknown>[] = [];
+  for (let i = 0; i < 100; i++) {
+    records = d
+      .log()
+      .split('\n')
+      .filter((l) => l.includes('"log":"access"') && l.includes('"plane":"kernel"'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    if (records.some((r) => r['event'] === 'close' && r['port'] === 2049)) {
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const open = records.find((r) => r['event'] === 'open' && r['port'] === 2049);
+  const close = records.find((r) => r['event'] === 'close' && r['port'] === 2049);
+  t.match(open, { plane: 'kernel', domain: 'acme', guest: 'acme/g1', backend: ACME, service: 'nfs', shares: ['acme-nfs'], natSource: '198.18.0.11' });
+  t.match(close, { plane: 'kernel', guest: 'acme/g1', guestPort: open?.['guestPort'] });
+  t.ok((close?.['bytesDown'] as number) > 0 && (close?.['bytesUp'] as number) > 0, `bytes each way (${String(close?.['bytesUp'])}/${String(close?.['bytesDown'])})`);
+  t.equal(records.filter((r) => r['guest'] === 'beta/g2').length, 0, 'no records for flows that did not happen');
+});

@@ -1,0 +1,119 @@
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { CONNTRACK, parseConntrackList } from './conntrack';
+import type { KernelFlow } from './conntrack';
+
+/**
+ * Kernel-plane flow events for the access log: `conntrack -E` streams every
+ * new, updated and destroyed TCP entry of this namespace. Only flows the
+ * rules accepted appear (a rejected SYN's entry is never confirmed). With
+ * kernel/restore.ts, conntrack.ts and tunnels/host.ts, one of the modules
+ * that run host commands.
+ */
+
+export type FlowEventType = 'new' | 'update' | 'destroy';
+
+export interface FlowEvent {
+  type: FlowEventType;
+  flow: KernelFlow;
+}
+
+/**
+ * Parses one `conntrack -E` line. Pure. Event lines are list lines with a
+ * `[NEW]`/`[UPDATE]`/`[DESTROY]` prefix, except that DESTROY lines carry no
+ * timeout and state; those get "0 CLOSE" so the list parser reads them.
+ * Anything else is null.
+ */
+export function parseEvent(line: string): FlowEvent | null {
+  const m = /^\s*\[(NEW|UPDATE|DESTROY)\]\s+(.*)$/.exec(line);
+  if (m === null || m[2] === undefined) {
+    return null;
+  }
+  const type = m[1] === 'NEW' ? 'new' : m[1] === 'UPDATE' ? 'update' : 'destroy';
+  let rest = m[2];
+  if (type === 'destroy') {
+    rest = rest.replace(/^(\S+\s+\d+)\s+(?=src=)/, '$1 0 CLOSE ');
+  }
+  const flow = parseConntrackList(rest)[0];
+  return flow === undefined ? null : { type, flow };
+}
+
+/**
+ * Runs `conntrack -E -p tcp` and hands each parsed event to `onEvent`.
+ * Restarts the tool (after a second) if it exits, until stop().
+ */
+export class FlowEvents {
+  private child: ChildProcess | null = null;
+  private stopped = false;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly onEvent: (e: FlowEvent) => void,
+    private readonly onExit: (code: number | null, stderr: string) => void,
+  ) {}
+
+  start(): void {
+    if (this.stopped) {
+      return;
+    }
+    const child = spawn(CONNTRACK, ['-E', '-p', 'tcp'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    let buf = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      buf += d;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) !== -1) {
+        const e = parseEvent(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        if (e !== null) {
+          this.onEvent(e);
+        }
+      }
+      if (buf.length > 16_384) {
+        buf = ''; // a runaway line: drop it rather than grow without bound
+      }
+    });
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      stderr = (stderr + d).slice(-2000);
+    });
+    child.on('error', () => undefined); // reported through 'close'
+    child.on('close', (code) => {
+      this.child = null;
+      if (this.stopped) {
+        return;
+      }
+      this.onExit(code, stderr.trim());
+      this.timer = setTimeout(() => this.start(), 1000);
+      this.timer.unref();
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+    }
+    this.child?.kill('SIGTERM');
+  }
+}
+
+/**
+ * One entry, by exact original tuple (`conntrack -G`): the byte counters of
+ * a flow that just closed. Null when it is already gone or the tool fails.
+ */
+export function getFlow(src: string, dst: string, sport: number, dport: number): Promise<KernelFlow | null> {
+  return new Promise((resolve) => {
+    const child = spawn(CONNTRACK, ['-G', '-p', 'tcp', '-s', src, '-d', dst, '--sport', String(sport), '--dport', String(dport)], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    let out = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.on('error', () => undefined);
+    child.on('close', () => {
+      clearTimeout(timer);
+      resolve(parseConntrackList(out)[0] ?? null);
+    });
+  });
+}
