@@ -208,6 +208,7 @@ export class Daemon {
   private startFlowEvents(): void {
     const access = this.log.child({ log: 'access' });
     const open = new Map<string, { at: number; rec: Record<string, unknown>; closed: boolean }>();
+    let lastEventsWarn = 0;
     const key = (f: KernelFlow): string => `${f.orig.src}:${f.orig.sport}>${f.orig.dst}:${f.orig.dport}`;
     const close = (k: string, f: KernelFlow, reason: string): void => {
       const o = open.get(k);
@@ -246,7 +247,12 @@ export class Daemon {
       },
       (code, stderr) => {
         this.counters.inc('sharegw_flow_events_errors_total');
-        this.log.warn({ code, stderr }, 'conntrack event stream ended; restarting (kernel-plane access log)');
+        // It restarts every second: say so at most once a minute.
+        const now = Date.now();
+        if (now - lastEventsWarn > 60_000) {
+          lastEventsWarn = now;
+          this.log.warn({ code, stderr }, 'conntrack event stream ended; restarting (kernel-plane access log)');
+        }
       },
     );
     this.flowEvents.start();

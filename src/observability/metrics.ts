@@ -57,6 +57,7 @@ const HELP: Record<string, string> = {
   sharegw_admin_errors_total: 'Bad admin requests, by code',
   sharegw_notify_errors_total: 'Failed systemd notifications, by code',
   sharegw_metrics_errors_total: 'Failed metrics scrapes',
+  sharegw_flow_events_errors_total: 'Restarts of the conntrack event stream (kernel-plane access log)',
 };
 
 export class MetricsServer {
