@@ -4,7 +4,7 @@ import { KernelRules } from './dataplane/kernel/plane';
 import { ProxyPlane } from './dataplane/proxy/plane';
 import { ConfigError, describeError, formatProblem } from './errors';
 import type { SgwConfig } from './model/config';
-import type { DesiredState } from './model/desired';
+import type { DesiredState, GuestState } from './model/desired';
 import type { Counters } from './observability/counters';
 import type { Logger } from './observability/logger';
 import { compileDesired } from './policy/policy';
@@ -14,9 +14,9 @@ import type { Health, MetricsSnapshot } from './observability/metrics';
 import { configDigest, STATE_VERSION, StateStore } from './control/store';
 import { createNotifier, watchdogIntervalMs } from './daemon/notify';
 import type { Notifier } from './daemon/notify';
-import { deleteFlows, listFlows } from './dataplane/kernel/conntrack';
+import { deleteFlows, getFlow, listFlows } from './dataplane/kernel/conntrack';
 import type { KernelFlow } from './dataplane/kernel/conntrack';
-import { FlowEvents, getFlow } from './dataplane/kernel/flow-events';
+import { FlowEvents } from './dataplane/kernel/flow-events';
 import { explainCommand, flowsCommand } from './admin/commands';
 import type { AdminRequest } from './admin/protocol';
 import type { FlowTuple } from './dataplane/kernel/conntrack';
@@ -304,7 +304,8 @@ export class Daemon {
       if (this.pendingFlush.length > 0) {
         await this.flushConntrack(this.pendingFlush.splice(0));
       }
-      let report = await this.kernel.apply(desired, this.proxy?.listening(desired), !force);
+      const listening = this.proxy?.listening(desired);
+      let report = await this.kernel.apply(desired, listening, !force);
       this.tunnels = [
         ...(await adoptTunnels(desired.guests)),
         ...[...vetted.refused.values()].map((r) => ({ key: r.guest.key, iface: r.guest.iface, present: true, error: r.reason })),
@@ -319,7 +320,10 @@ export class Daemon {
         // Listeners bind the tunnels' gateway addresses, so they open after
         // adoption; the DNAT rules for new listeners follow in a second apply.
         const ports = await this.proxy.open(desired);
-        const second = await this.kernel.apply(desired, ports, true);
+        // Usually no listener opened or moved: the rules just applied are
+        // already right, and a second apply would only cost an iptables-save.
+        const same = listening !== undefined && ports.size === listening.size && [...ports].every(([k, p]) => listening.get(k) === p);
+        const second = same ? null : await this.kernel.apply(desired, ports, true);
         if (second !== null) {
           report = { ...second, drifted: second.drifted || report?.drifted === true };
         }
@@ -459,7 +463,7 @@ export class Daemon {
       return;
     }
     this.applied = st.desired;
-    this.previousGuests = new Map(st.desired.guests.map((g) => [g.key, { iface: g.iface, gatewayIp: g.gatewayIp, guestIp: g.guestIp }]));
+    this.previousGuests = st.desired.guests;
     this.proxy?.seedPorts(st.proxyPorts);
     const sameConfig = st.configDigest === configDigest(this.config);
     this.generation = sameConfig ? st.generation : st.generation + 1;
@@ -524,15 +528,16 @@ export class Daemon {
       this.orphans = [];
     }
     const keep = new Set(desired.guests.map((g) => `${g.iface} ${g.gatewayIp} ${g.guestIp}`));
-    for (const old of this.previousGuests.values()) {
+    for (const old of this.previousGuests) {
       if (!keep.has(`${old.iface} ${old.gatewayIp} ${old.guestIp}`)) {
         await releaseTunnel(old.iface, old.gatewayIp, old.guestIp);
       }
     }
-    this.previousGuests = new Map(desired.guests.map((g) => [g.key, { iface: g.iface, gatewayIp: g.gatewayIp, guestIp: g.guestIp }]));
+    this.previousGuests = desired.guests;
   }
 
-  private previousGuests = new Map<string, { iface: string; gatewayIp: string; guestIp: string }>();
+  /** Guests whose tunnels the last sync (or, after a restart, the state file) held. */
+  private previousGuests: readonly GuestState[] = [];
 
   private async checkSourceIps(): Promise<void> {
     for (const d of this.config.domains) {

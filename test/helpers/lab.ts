@@ -40,6 +40,8 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) {
 }
 export const NS = { gw: 'sgwlab-gw', be: 'sgwlab-be', g1: 'sgwlab-g1', g2: 'sgwlab-g2' } as const;
 export const DATA = '/var/lib/sgwlab/data';
+/** smbclient options for guest 1's user on acme's share, SMB 3 only (the lab's credentials). */
+export const SMB_ACME = ['-U', 'usera%labpass123', '--option=client min protocol=SMB3', '-m', 'SMB3'];
 export const LAB_SH = path.join(ROOT, 'test/lab/lab.sh');
 export const NFS41_SH = path.join(ROOT, 'test/lab/guest-nfs41.sh');
 const SHAREGWD = path.join(ROOT, 'dist/src/cli/sharegwd.js');
@@ -353,6 +355,48 @@ export class LabDaemon {
     await run('ip', ['netns', 'exec', NS.gw, process.execPath, SHAREGWD, '--cleanup', '--config', this.configFile]);
     rmTemp(this.dir);
   }
+}
+
+/** Polls `cond` every 100 ms until it holds; throws after `ms`. */
+export async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await cond()) {
+      return;
+    }
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/*
+ * A stand-in for systemd's NOTIFY_SOCKET: Node cannot bind AF_UNIX datagram
+ * sockets, so python3 does, printing each datagram as one line and closing
+ * the fds systemd-notify sends with its BARRIER=1 (it waits for that).
+ */
+const NOTIFY_RECEIVER = `
+import socket, sys, os
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print("listening", flush=True)
+while True:
+    data, anc, _f, _a = s.recvmsg(65536, socket.CMSG_SPACE(64))
+    for level, kind, cdata in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            for i in range(0, len(cdata) - len(cdata) % 4, 4):
+                os.close(int.from_bytes(cdata[i:i+4], "little"))
+    print(data.decode().replace("\\n", " "), flush=True)
+`;
+
+/** Starts a fake NOTIFY_SOCKET at `<dir>/notify`; resolves once it listens. `lines` fills as datagrams arrive. */
+export async function notifyReceiver(dir: string): Promise<{ socket: string; lines: string[]; stop: () => void }> {
+  const socket = path.join(dir, 'notify');
+  const rx = spawn('python3', ['-u', '-c', NOTIFY_RECEIVER, socket], { stdio: ['ignore', 'pipe', 'inherit'] });
+  track(rx);
+  const lines: string[] = [];
+  rx.stdout.setEncoding('utf8').on('data', (x: string) => lines.push(...x.split('\n').filter((l) => l !== '')));
+  await until('notify receiver', () => lines.includes('listening'), 5000);
+  return { socket, lines, stop: () => void rx.kill() };
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { DATA, LabDaemon, NFS41_SH, NS, backendPeers, holdConnection, randomFile, rmTemp, run, sha256File, sleep, tempDir } from '../helpers/lab';
+import { DATA, LabDaemon, NFS41_SH, NS, backendPeers, holdConnection, randomFile, rmTemp, run, sha256File, sleep, tempDir, SMB_ACME } from '../helpers/lab';
 
 const ACME = '198.18.0.100';
 // libnfs 4.0 (Debian's libnfs-utils) never learns the server's maxwrite over
@@ -18,7 +18,6 @@ const ACME = '198.18.0.100';
 // v3 writes.
 const V4_WRITE = 3800;
 const BLOB = path.join(DATA, 'acme', 'blob64m');
-const SMB_AUTH = ['-U', 'usera%labpass123', '--option=client min protocol=SMB3', '-m', 'SMB3'];
 
 for (const plane of ['kernel', 'proxy'] as const) {
   t.test(`${plane} plane`, async (t) => {
@@ -107,7 +106,7 @@ for (const plane of ['kernel', 'proxy'] as const) {
       const sum = randomFile(src, 4 * 1024 * 1024 + 7);
       const name = `smb-${tag}.bin`;
       const back = path.join(work, 'smb.back');
-      const r = await run('smbclient', [`//${ACME}/acme`, ...SMB_AUTH, '-c', `put ${src} ${name}; get ${name} ${back}`], { ns: NS.g1 });
+      const r = await run('smbclient', [`//${ACME}/acme`, ...SMB_ACME, '-c', `put ${src} ${name}; get ${name} ${back}`], { ns: NS.g1 });
       t.equal(r.code, 0, r.stdout + r.stderr);
       t.equal(sha256File(path.join(DATA, 'acme', name)), sum, 'backend disk holds the exact bytes');
       t.equal(sha256File(back), sum, 'read back byte-exact');

@@ -8,10 +8,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { DATA, LabDaemon, NS, background, bigFile, holdConnection, rmTemp, sha256File, shape, sleep, tempDir } from '../helpers/lab';
+import { DATA, LabDaemon, NS, background, bigFile, holdConnection, rmTemp, sha256File, shape, sleep, tempDir, SMB_ACME } from '../helpers/lab';
 
 const ACME = '198.18.0.100';
-const SMB = ['-U', 'usera%labpass123', '--option=client min protocol=SMB3', '-m', 'SMB3'];
 
 t.test('kernel plane: kill -9 mid-transfer, restart: NFS and SMB 1 GiB reads complete byte-exact', async (t) => {
   const tag = `restart-${process.pid}`;
@@ -30,7 +29,7 @@ t.test('kernel plane: kill -9 mid-transfer, restart: NFS and SMB 1 GiB reads com
   // and restart the daemon in the middle.
   await shape('sgwt-g1', '1gbit');
   const nfs = background(NS.g1, 'nfs-cp', [`nfs://${ACME}/export/acme/${tag}.bin?version=4`, path.join(work, 'nfs.out')]);
-  const smb = background(NS.g1, 'smbclient', [`//${ACME}/acme`, ...SMB, '-c', `get ${tag}.bin ${path.join(work, 'smb.out')}`]);
+  const smb = background(NS.g1, 'smbclient', [`//${ACME}/acme`, ...SMB_ACME, '-c', `get ${tag}.bin ${path.join(work, 'smb.out')}`]);
   await sleep(1500);
   const pid = d.pid ?? 0;
   t.ok(pid > 0);

@@ -10,11 +10,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { labYaml } from '../helpers/configs';
-import { DATA, LabDaemon, NS, background, bigFile, probe, rmTemp, sha256File, shape, sleep, tempDir } from '../helpers/lab';
+import { DATA, LabDaemon, NS, background, bigFile, probe, rmTemp, sha256File, shape, sleep, tempDir, SMB_ACME } from '../helpers/lab';
 
 const ACME = '198.18.0.100';
 const BETA = '198.18.0.101';
-const SMB = ['-U', 'usera%labpass123', '--option=client min protocol=SMB3', '-m', 'SMB3'];
 const acmeYaml = labYaml('kernel').domains['acme.yaml'] ?? '';
 /** Both of acme's rules that match guest 1 now point elsewhere. */
 const acmeRevoked = acmeYaml.replace('accessTo: 198.19.0.0/24', 'accessTo: 198.19.0.64/26').replace('accessTo: 198.19.0.5,', 'accessTo: 198.19.0.99,');
@@ -43,7 +42,7 @@ for (const plane of ['kernel', 'proxy'] as const) {
     await shape('sgwt-g2', '200mbit');
 
     const nfs = background(NS.g1, 'nfs-cp', [`nfs://${ACME}/export/acme/${tag}.bin?version=4`, path.join(work, 'acme-nfs.out')]);
-    const smb = background(NS.g1, 'smbclient', [`//${ACME}/acme`, ...SMB, '-c', `get ${tag}.bin ${path.join(work, 'acme-smb.out')}`]);
+    const smb = background(NS.g1, 'smbclient', [`//${ACME}/acme`, ...SMB_ACME, '-c', `get ${tag}.bin ${path.join(work, 'acme-smb.out')}`]);
     const other = background(NS.g2, 'nfs-cp', [`nfs://${BETA}/export/beta/${tag}.bin?version=4`, path.join(work, 'beta.out')]);
     // Wait until both of acme's transfers have moved data (smbclient needs a
     // moment for its session setup).

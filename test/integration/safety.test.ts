@@ -4,11 +4,9 @@
  * leaves that interface alone; settings that need a restart are refused on
  * reload; READY=1 is not sent while the rules cannot be applied.
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import t from 'tap';
-import { LabDaemon, NS, probe, rmTemp, run, sgwRules, sleep, tempDir } from '../helpers/lab';
+import { LabDaemon, NS, notifyReceiver, probe, rmTemp, run, sgwRules, sleep, tempDir, until } from '../helpers/lab';
 
 const ACME = '198.18.0.100';
 const typo = `name: delta
@@ -52,39 +50,18 @@ t.test('reload refuses settings that need a restart and keeps running', async (t
   t.equal((await probe(NS.g1, ACME, 2049)).result, 'connected');
 });
 
-const RECEIVER = `
-import socket, sys, os
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-print("listening", flush=True)
-while True:
-    data, anc, _f, _a = s.recvmsg(65536, socket.CMSG_SPACE(64))
-    for level, kind, cdata in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            for i in range(0, len(cdata) - len(cdata) % 4, 4):
-                os.close(int.from_bytes(cdata[i:i+4], "little"))
-    print(data.decode().replace("\\n", " "), flush=True)
-`;
-
 t.test('READY=1 is not sent while the first sync keeps failing', async (t) => {
   const dir = tempDir('notready');
-  const sock = path.join(dir, 'notify');
-  const rx = spawn('python3', ['-u', '-c', RECEIVER, sock], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines: string[] = [];
-  rx.stdout.setEncoding('utf8').on('data', (x: string) => lines.push(...x.split('\n').filter((l) => l !== '')));
-  const d = new LabDaemon({ plane: 'kernel', env: { NOTIFY_SOCKET: sock, SGW_IPTABLES_RESTORE: '/bin/false' } });
+  const rx = await notifyReceiver(dir);
+  const lines = rx.lines;
+  const d = new LabDaemon({ plane: 'kernel', env: { NOTIFY_SOCKET: rx.socket, SGW_IPTABLES_RESTORE: '/bin/false' } });
   t.teardown(async () => {
-    rx.kill();
+    rx.stop();
     await d.dispose();
     rmTemp(dir);
   });
-  for (let i = 0; i < 50 && !lines.includes('listening'); i++) {
-    await sleep(100);
-  }
   await d.start(false);
-  for (let i = 0; i < 50 && !lines.some((l) => l.includes('STATUS=first sync failed')); i++) {
-    await sleep(100);
-  }
+  await until('STATUS line', () => lines.some((l) => l.includes('STATUS=first sync failed')), 5000).catch(() => undefined);
   t.ok(lines.some((l) => l.includes('STATUS=first sync failed')), 'status says why');
   await sleep(1500);
   t.notOk(lines.some((l) => l.includes('READY=1')), `no READY=1 (got: ${lines.join(' | ')})`);

@@ -5,27 +5,14 @@
  * file, a missing state dir, a full disk on state write; READY / RELOADING /
  * STOPPING reach a NOTIFY_SOCKET.
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { labYaml } from '../helpers/configs';
-import { DATA, LabDaemon, NS, background, bigFile, probe, rmTemp, run, shape, sleep, tempDir } from '../helpers/lab';
+import { DATA, LabDaemon, NS, background, bigFile, notifyReceiver, probe, rmTemp, run, shape, sleep, tempDir, until, SMB_ACME } from '../helpers/lab';
 
 const ACME = '198.18.0.100';
-const SMB = ['-U', 'usera%labpass123', '--option=client min protocol=SMB3', '-m', 'SMB3'];
 const acmeYaml = labYaml('kernel').domains['acme.yaml'] ?? '';
-
-async function until(what: string, cond: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await cond()) {
-      return;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 t.test('restart restores the state; a grant removed while the daemon was down is cut at the first sync', async (t) => {
   const tag = `state-${process.pid}`;
@@ -48,7 +35,7 @@ t.test('restart restores the state; a grant removed while the daemon was down is
   t.equal(saved.desired.guests.length, 2);
 
   await shape('sgwt-g1', '200mbit');
-  const smb = background(NS.g1, 'smbclient', [`//${ACME}/acme`, ...SMB, '-c', `get ${tag}.bin ${path.join(work, 'smb.out')}`]);
+  const smb = background(NS.g1, 'smbclient', [`//${ACME}/acme`, ...SMB_ACME, '-c', `get ${tag}.bin ${path.join(work, 'smb.out')}`]);
   await sleep(1000);
   process.kill(d.pid ?? 0, 'SIGKILL');
   await d.stop();
@@ -116,33 +103,16 @@ t.test('a full disk on state write: error reported and counted, the daemon runs 
   t.ok((st.counters['sharegw_state_save_errors_total{code="SGW_ERR_STATE_IO"}'] as number) >= 1, 'failures counted');
 });
 
-const RECEIVER = `
-import socket, sys, os
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-print("listening", flush=True)
-while True:
-    data, anc, _f, _a = s.recvmsg(65536, socket.CMSG_SPACE(64))
-    for level, kind, cdata in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            for i in range(0, len(cdata) - len(cdata) % 4, 4):
-                os.close(int.from_bytes(cdata[i:i+4], "little"))
-    print(data.decode().replace("\\n", " "), flush=True)
-`;
-
 t.test('systemd notifications: READY after the first sync, RELOADING on SIGHUP, STOPPING on SIGTERM', async (t) => {
   const dir = tempDir('notify');
-  const sock = path.join(dir, 'notify');
-  const rx = spawn('python3', ['-u', '-c', RECEIVER, sock], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines: string[] = [];
-  rx.stdout.setEncoding('utf8').on('data', (s: string) => lines.push(...s.split('\n').filter((l) => l !== '')));
-  const d = new LabDaemon({ plane: 'kernel', env: { NOTIFY_SOCKET: sock } });
+  const rx = await notifyReceiver(dir);
+  const lines = rx.lines;
+  const d = new LabDaemon({ plane: 'kernel', env: { NOTIFY_SOCKET: rx.socket } });
   t.teardown(async () => {
-    rx.kill();
+    rx.stop();
     await d.dispose();
     rmTemp(dir);
   });
-  await until('receiver', async () => lines.includes('listening'));
   await d.start();
   await until('READY=1', async () => lines.some((l) => l.includes('READY=1')));
   t.match(lines.find((l) => l.includes('READY=1')) ?? '', /STATUS=generation 1, 2 guests, last sync ok/);

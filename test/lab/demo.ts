@@ -9,10 +9,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DATA, LabDaemon, NS, ROOT, probe, randomFile, run, sgwRules, sha256File, tempDir, rmTemp } from '../helpers/lab';
+import { DATA, LabDaemon, NS, ROOT, probe, randomFile, run, sgwRules, sha256File, tempDir, rmTemp, SMB_ACME } from '../helpers/lab';
 
 const ACME = '198.18.0.100';
-const SMB = ['-U', 'usera%labpass123', '--option=client min protocol=SMB3', '-m', 'SMB3'];
 const BIG = path.join(DATA, 'acme', 'big1g');
 const OUT = '/dev/shm/sgw-demo.bin';
 const REPS = Math.max(1, Number(process.env['DEMO_REPS'] ?? '3'));
@@ -64,7 +63,7 @@ async function timed(fn: () => Promise<void>): Promise<number> {
 }
 
 const nfsRead = (): Promise<void> => must('NFS read', 'nfs-cp', [`nfs://${ACME}/export/acme/big1g?version=4`, OUT], NS.g1).then(() => undefined);
-const smbRead = (): Promise<void> => must('SMB read', 'smbclient', [`//${ACME}/acme`, ...SMB, '-c', `get big1g ${OUT}`], NS.g1).then(() => undefined);
+const smbRead = (): Promise<void> => must('SMB read', 'smbclient', [`//${ACME}/acme`, ...SMB_ACME, '-c', `get big1g ${OUT}`], NS.g1).then(() => undefined);
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -87,7 +86,7 @@ async function main(): Promise<void> {
     await must('NFS write', 'nfs-cp', [src, `nfs://${ACME}/export/acme/demo-nfs-upload.bin?version=3`], NS.g1);
     say(`NFSv3 write 32 MiB -> backend file sha256 ${sha256File(path.join(DATA, 'acme', 'demo-nfs-upload.bin')) === sum ? 'matches' : 'DIFFERS'}`);
     const back = path.join(work, 'smb.back');
-    await must('SMB put/get', 'smbclient', [`//${ACME}/acme`, ...SMB, '-c', `put ${src} demo-smb-upload.bin; get demo-smb-upload.bin ${back}`], NS.g1);
+    await must('SMB put/get', 'smbclient', [`//${ACME}/acme`, ...SMB_ACME, '-c', `put ${src} demo-smb-upload.bin; get demo-smb-upload.bin ${back}`], NS.g1);
     say(`SMB3 put+get 32 MiB -> ${sha256File(back) === sum && sha256File(path.join(DATA, 'acme', 'demo-smb-upload.bin')) === sum ? 'byte-exact both ways' : 'DIFFERS'}`);
     fs.rmSync(path.join(DATA, 'acme', 'demo-nfs-upload.bin'), { force: true });
     fs.rmSync(path.join(DATA, 'acme', 'demo-smb-upload.bin'), { force: true });

@@ -296,3 +296,20 @@ export async function listFlows(keep: (f: KernelFlow) => boolean = () => true): 
   }
   return flows;
 }
+
+/**
+ * One entry by its exact original tuple (`conntrack -G`), e.g. to read the
+ * byte counters of a flow that just closed. Null when it is already gone
+ * (conntrack exits non-zero) or the tool fails: callers only log from it.
+ */
+export async function getFlow(src: string, dst: string, sport: number, dport: number): Promise<KernelFlow | null> {
+  let found: KernelFlow | null = null;
+  try {
+    await run(['-G', '-p', 'tcp', '-s', src, '-d', dst, '--sport', String(sport), '--dport', String(dport)], (line) => {
+      found ??= parseLine(line);
+    });
+  } catch {
+    return null;
+  }
+  return found;
+}

@@ -97,23 +97,3 @@ export class FlowEvents {
     this.child?.kill('SIGTERM');
   }
 }
-
-/**
- * One entry, by exact original tuple (`conntrack -G`): the byte counters of
- * a flow that just closed. Null when it is already gone or the tool fails.
- */
-export function getFlow(src: string, dst: string, sport: number, dport: number): Promise<KernelFlow | null> {
-  return new Promise((resolve) => {
-    const child = spawn(CONNTRACK, ['-G', '-p', 'tcp', '-s', src, '-d', dst, '--sport', String(sport), '--dport', String(dport)], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    let out = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    child.on('error', () => undefined);
-    child.on('close', () => {
-      clearTimeout(timer);
-      resolve(parseConntrackList(out)[0] ?? null);
-    });
-  });
-}

@@ -107,21 +107,20 @@ export class ProxyPlane {
    */
   async open(desired: DesiredState): Promise<Map<string, number>> {
     this.guests = new Map(desired.guests.map((g) => [g.key, g]));
-    const active = new Map<string, number>();
+    const active = this.listening(desired);
     for (const g of desired.guests) {
       for (const gr of g.grants) {
         const key = proxyKey(g.key, gr.backend, gr.port);
-        const have = this.listeners.get(key);
-        if (have !== undefined && have.bindAddr === g.gatewayIp) {
-          active.set(key, have.localPort);
+        if (active.has(key)) {
           continue;
         }
+        const have = this.listeners.get(key);
         if (have !== undefined) {
           // The guest's gateway address changed: its flows through the old
           // listener can no longer be reached by the guest (DNAT now points
           // elsewhere); cut them rather than let them wait for keepalive.
           await this.closeListener(have);
-          this.cutKey(g.key, gr.backend, gr.port);
+          this.revoke([{ guestKey: g.key, guestIp: g.guestIp, backend: gr.backend, port: gr.port, reason: 'tunnel-changed' }]);
         }
         const localPort = this.allocate(key);
         if (localPort === null) {
@@ -156,11 +155,11 @@ export class ProxyPlane {
     if (revs.length === 0) {
       return 0;
     }
-    const cut = new Set(revs.map((r) => `${r.guestKey} ${r.backend}:${r.port}`));
+    const cut = new Set(revs.map((r) => proxyKey(r.guestKey, r.backend, r.port)));
     let n = 0;
     for (const s of [...this.sessions]) {
       const m = this.meta.get(s);
-      if (m !== undefined && cut.has(`${m.guestKey} ${m.backend}:${m.port}`)) {
+      if (m !== undefined && cut.has(proxyKey(m.guestKey, m.backend, m.port))) {
         s.close('revoked');
         n++;
       }
@@ -182,15 +181,6 @@ export class ProxyPlane {
     for (const key of [...this.ports.keys()]) {
       if (!wanted.has(key)) {
         this.ports.delete(key);
-      }
-    }
-  }
-
-  private cutKey(guestKey: string, backend: string, port: number): void {
-    for (const s of [...this.sessions]) {
-      const m = this.meta.get(s);
-      if (m !== undefined && m.guestKey === guestKey && m.backend === backend && m.port === port) {
-        s.close('revoked');
       }
     }
   }
