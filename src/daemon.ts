@@ -428,7 +428,7 @@ export class Daemon {
       const e = describeError(err);
       this.counters.inc('sharegw_conntrack_errors_total', { code: e.code });
       this.log.error({ code: e.code, err: e.message }, 'cannot delete conntrack entries of revoked grants; retrying at the next sync');
-      this.pendingFlush.push(...tuples);
+      this.pendingFlush = this.pendingFlush.concat(tuples);
     }
   }
 

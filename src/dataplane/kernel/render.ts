@@ -99,17 +99,13 @@ export function renderRules(input: RenderInput): string {
     denyRules(rules.filter, inp, `${tag} deny-local`);
   }
 
-  const out: string[] = [];
+  let out: string[] = [];
   for (const t of TABLES) {
     const have = tableOf(existing, t);
     const stale = [...have.chains].filter((c) => c.startsWith(PREFIX) && !wanted[t].has(c)).sort();
-    out.push(`*${t}`);
-    out.push(...decl[t]);
-    out.push(...stale.map((c) => `:${c} - [0:0]`));
-    out.push(...jumpRepairs(t, have.rules));
-    out.push(...rules[t]);
-    out.push(...stale.map((c) => `-X ${c}`));
-    out.push('COMMIT');
+    // Concatenation, not push(...xs): a large host renders hundreds of
+    // thousands of lines, more arguments than one call's stack can hold.
+    out = out.concat(`*${t}`, decl[t], stale.map((c) => `:${c} - [0:0]`), jumpRepairs(t, have.rules), rules[t], stale.map((c) => `-X ${c}`), 'COMMIT');
   }
   return `${out.join('\n')}\n`;
 }
@@ -169,18 +165,14 @@ function jumpRepairs(t: Table, existingRules: readonly string[]): string[] {
  * ours. Used by `sharegwd --cleanup`.
  */
 export function renderCleanup(existing: SavedRuleset): string | null {
-  const out: string[] = [];
+  let out: string[] = [];
   for (const [t, have] of existing) {
     const ours = [...have.chains].filter((c) => c.startsWith(PREFIX)).sort();
     const jumps = have.rules.filter((r) => !ruleChain(r).startsWith(PREFIX) && (ruleTarget(r) ?? '').startsWith(PREFIX));
     if (ours.length === 0 && jumps.length === 0) {
       continue;
     }
-    out.push(`*${t}`);
-    out.push(...ours.map((c) => `:${c} - [0:0]`));
-    out.push(...jumps.map((r) => r.replace(/^-A /, '-D ')));
-    out.push(...ours.map((c) => `-X ${c}`));
-    out.push('COMMIT');
+    out = out.concat(`*${t}`, ours.map((c) => `:${c} - [0:0]`), jumps.map((r) => r.replace(/^-A /, '-D ')), ours.map((c) => `-X ${c}`), 'COMMIT');
   }
   return out.length === 0 ? null : `${out.join('\n')}\n`;
 }

@@ -28,16 +28,36 @@ interface RunResult {
  */
 export const RUN_TIMEOUT_MS = 30_000;
 
-function run(cmd: string, args: string[], input?: string): Promise<RunResult> {
+/**
+ * Extra time a restore gets per input line. iptables-nft-restore is not
+ * linear in the number of chains: the bench (bench/src/rules.ts) measured
+ * 10,000 guests (200,000 lines, 20,000 chains) at 45-60 s on nf_tables and
+ * under 2 s on the legacy backend. A fixed 30 s would make a large host
+ * unprogrammable on nf_tables; the bound still catches a wedged child.
+ */
+export const RESTORE_MS_PER_LINE = 0.5;
+
+/** The bound for one restore of `text`. */
+export function restoreTimeoutMs(text: string): number {
+  let lines = 0;
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) {
+    lines++;
+  }
+  return RUN_TIMEOUT_MS + Math.ceil(lines * RESTORE_MS_PER_LINE);
+}
+
+function run(cmd: string, args: string[], input?: string, timeoutMs = RUN_TIMEOUT_MS): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], timeout: RUN_TIMEOUT_MS, killSignal: 'SIGKILL' });
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], timeout: timeoutMs, killSignal: 'SIGKILL' });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.on('error', reject);
     child.on('close', (code) => {
-      resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+      const stderr = Buffer.concat(err).toString('utf8');
+      // Killed by the timeout: say so, rather than "exited null".
+      resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: code === null ? `killed after ${timeoutMs} ms (timeout)\n${stderr}` : stderr });
     });
     // A child that exits before reading its input must not crash us (EPIPE).
     child.stdin.on('error', () => undefined);
@@ -70,7 +90,7 @@ export async function saveRuleset(counters = false): Promise<string> {
 export async function restoreRules(text: string): Promise<void> {
   let r: RunResult;
   try {
-    r = await run(BINARIES.restore, ['-w', LOCK_WAIT_S, '--noflush'], text);
+    r = await run(BINARIES.restore, ['-w', LOCK_WAIT_S, '--noflush'], text, restoreTimeoutMs(text));
   } catch (err) {
     throw new KernelApplyError('SGW_ERR_KERNEL_RESTORE_FAILED', `cannot run ${BINARIES.restore}: ${(err as Error).message}`, { exitCode: null, stderr: '' });
   }

@@ -78,7 +78,7 @@ export function tableOf(saved: SavedRuleset, t: Table): SavedTable {
  * input text, avoids guessing how iptables normalises rules.
  */
 export function ownedFingerprint(saved: SavedRuleset, prefix: string): string {
-  const out: string[] = [];
+  let out: string[] = [];
   for (const name of [...saved.keys()].sort()) {
     const t = saved.get(name);
     if (t === undefined) {
@@ -87,7 +87,8 @@ export function ownedFingerprint(saved: SavedRuleset, prefix: string): string {
     const chains = [...t.chains].filter((c) => c.startsWith(prefix)).sort();
     const rules = t.rules.filter((r) => ruleChain(r).startsWith(prefix) || (ruleTarget(r) ?? '').startsWith(prefix));
     if (chains.length > 0 || rules.length > 0) {
-      out.push(`*${name}`, ...chains.map((c) => `:${c}`), ...rules);
+      // concat, not push(...): a large host has more rules than a call has arguments
+      out = out.concat(`*${name}`, chains.map((c) => `:${c}`), rules);
     }
   }
   return out.join('\n');
