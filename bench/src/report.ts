@@ -14,6 +14,8 @@ export interface WorkloadDef {
   title: string;
   unit: string;
   better: Better;
+  /** No ratio to routed: a figure routed access has no counterpart of (gateway process CPU, gateway memory). */
+  noBaseline?: boolean;
 }
 
 export interface PathDef {
@@ -97,7 +99,7 @@ export function summarize(workloads: readonly WorkloadDef[], paths: readonly Pat
       const max = Math.max(...xs);
       rows.push({ path: p.id, n: xs.length, median: med, min, max, spreadPct: med === 0 ? 0 : ((max - min) / 2 / med) * 100, ratio: null });
     }
-    const base = rows.find((r) => r.path === baseline);
+    const base = w.noBaseline === true ? undefined : rows.find((r) => r.path === baseline);
     for (const r of rows) {
       r.ratio = base === undefined ? null : relative(r.median, base.median, w.better);
     }
@@ -119,7 +121,8 @@ export function checkTargets(results: readonly WorkloadResult[]): TargetCheck[] 
     for (const w of results) {
       const a = w.rows.find((r) => r.path === t.path);
       const b = w.rows.find((r) => r.path === t.against);
-      if (a === undefined || b === undefined) {
+      // A figure routed access has none of (gateway CPU, memory) has no routed target either.
+      if (a === undefined || b === undefined || (t.against === 'routed' && w.noBaseline === true)) {
         continue;
       }
       const ratio = relative(a.median, b.median, w.better);

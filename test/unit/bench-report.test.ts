@@ -5,7 +5,7 @@ import type { PathDef, Sample, WorkloadDef } from '../../bench/src/report';
 const W: WorkloadDef[] = [
   { id: 'read', title: 'NFS read', unit: 'MiB/s', better: 'higher' },
   { id: 'p99', title: 'RPC p99', unit: 'us', better: 'lower' },
-  { id: 'mem', title: 'idle memory', unit: 'MiB', better: 'lower' },
+  { id: 'mem', title: 'idle memory', unit: 'MiB', better: 'lower', noBaseline: true },
 ];
 const P: PathDef[] = [
   { id: 'routed', title: 'routed' },
@@ -22,6 +22,8 @@ const samples: Sample[] = [
   ...S('routed', 'p99', [100, 100]),
   ...S('kernel', 'p99', [110, 90]),
   ...S('proxy', 'p99', [200, 400]),
+  ...S('routed', 'mem', [0]),
+  ...S('kernel', 'mem', [2]),
   ...S('proxy', 'mem', [40]),
   ...S('haproxy', 'mem', [20]),
 ];
@@ -51,7 +53,7 @@ t.test('summarize(): medians, spread, ratio to routed, best first', async (t) =>
   t.equal(kernel?.ratio?.toFixed(3), (490 / 500).toFixed(3));
   t.same(p99?.rows.map((r) => r.path), ['routed', 'kernel', 'proxy'], 'lower is better: smallest first');
   t.equal(p99?.rows.find((r) => r.path === 'proxy')?.ratio, 1 / 3);
-  t.same(mem?.rows.map((r) => [r.path, r.ratio]), [['haproxy', null], ['proxy', null]], 'no routed figure, no ratio');
+  t.same(mem?.rows.map((r) => [r.path, r.ratio]), [['routed', null], ['kernel', null], ['haproxy', null], ['proxy', null]], 'noBaseline: no ratio to routed');
 });
 
 t.test('checkTargets(): the issue goals, against the right reference path', async (t) => {
@@ -64,6 +66,7 @@ t.test('checkTargets(): the issue goals, against the right reference path', asyn
   const proxyMem = checks.find((c) => c.path === 'proxy' && c.workload === 'mem');
   t.equal(proxyMem?.ratio, 0.5, 'memory: twice haproxy is 0.5x');
   t.notOk(checks.some((c) => c.path === 'proxy-aware'), 'no figure, no check');
+  t.notOk(checks.some((c) => c.workload === 'mem' && c.against === 'routed'), 'noBaseline: no target against routed');
 });
 
 t.test('table, markdown and SVG carry the same figures', async (t) => {

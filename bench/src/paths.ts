@@ -1,0 +1,269 @@
+/**
+ * The paths a guest's traffic can take to the backends, each set up in the
+ * lab's gateway namespace: routed (no gateway, the limit), sharegw's kernel
+ * and proxy planes, and the other proxies (haproxy with splice, socat with a
+ * large buffer, a naive Node pipe) reached by a DNAT on the tunnel, each
+ * connecting to the backend from the domain's source IP like sharegw does.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { LabDaemon, NS, ROOT, run, sleep } from '../../test/helpers/lab';
+import { labYaml } from '../../test/helpers/configs';
+
+export const TUNNEL = 'sgwt-g1';
+const GW_IP = '169.254.1.1';
+const GUEST_IP = '169.254.1.2';
+const SOURCE_IP = '198.18.0.11';
+export const ACME = '198.18.0.100';
+/**
+ * An iperf3 server posing as an SMB server (port 445), so every path carries
+ * it like share traffic. (Port 445, not 2049: nfs-ganesha holds *:2049 on the
+ * backend, samba only its own addresses' 445.)
+ */
+export const BENCH_PORT = 445;
+export const IPERF = '198.18.0.110';
+/** An echo/hold server on port 445, for the connection workloads. */
+export const SINK = '198.18.0.111';
+
+/** What the other proxies forward: everything the workloads use. */
+const TARGETS: readonly { host: string; port: number }[] = [
+  { host: ACME, port: 2049 },
+  { host: ACME, port: 111 },
+  { host: ACME, port: 20048 },
+  { host: ACME, port: 445 },
+  { host: IPERF, port: BENCH_PORT },
+  { host: SINK, port: BENCH_PORT },
+];
+
+const SHAREGWD = path.join(ROOT, 'dist/src/cli/sharegwd.js');
+const NAIVE = path.join(ROOT, 'dist/bench/src/peers/naive-pipe.js');
+const BENCH_CHAIN = 'SGWBENCH';
+
+export interface GatewayPath {
+  id: string;
+  title: string;
+  setup(work: string): Promise<void>;
+  teardown(): Promise<void>;
+}
+
+/** acme's domain file with the two bench backends granted as SMB shares. */
+function benchDomains(): Record<string, string> {
+  const acme = labYaml('kernel').domains['acme.yaml'] ?? '';
+  const extra = [IPERF, SINK]
+    .map(
+      (ip, i) => `  - id: bench-${i === 0 ? 'iperf' : 'sink'}
+    proto: CIFS
+    exportLocations: ['\\\\${ip}\\bench']
+    accessRules: [{ accessType: ip, accessTo: 198.19.0.0/24, accessLevel: rw }]
+`,
+    )
+    .join('');
+  return { 'acme.yaml': `${acme}${extra}` };
+}
+
+async function must(what: string, cmd: string, args: string[], ns?: string): Promise<string> {
+  const r = await run(cmd, args, { ...(ns !== undefined ? { ns } : {}), timeoutMs: 120_000 });
+  if (r.code !== 0) {
+    throw new Error(`${what} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
+  }
+  return r.stdout;
+}
+
+/** Back to a bare gateway namespace: no sharegw rules, no tunnel address, no bench DNAT. */
+export async function resetGateway(): Promise<void> {
+  await run('ip', ['netns', 'exec', NS.gw, process.execPath, SHAREGWD, '--cleanup']);
+  await run('ip', ['-4', 'addr', 'flush', 'dev', TUNNEL], { ns: NS.gw });
+  await run('iptables', ['-t', 'nat', '-D', 'PREROUTING', '-j', BENCH_CHAIN], { ns: NS.gw });
+  await run('iptables', ['-t', 'nat', '-F', BENCH_CHAIN], { ns: NS.gw });
+  await run('iptables', ['-t', 'nat', '-X', BENCH_CHAIN], { ns: NS.gw });
+}
+
+async function tunnelAddress(): Promise<void> {
+  await must('tunnel address', 'ip', ['addr', 'add', GW_IP, 'peer', `${GUEST_IP}/32`, 'dev', TUNNEL], NS.gw);
+}
+
+/** DNATs the guest's connections to each target to a local listener port (base + index). */
+async function redirect(base: number): Promise<void> {
+  const lines = ['*nat', `:${BENCH_CHAIN} - [0:0]`, `-A PREROUTING -j ${BENCH_CHAIN}`];
+  TARGETS.forEach((t, i) => lines.push(`-A ${BENCH_CHAIN} -i ${TUNNEL} -d ${t.host}/32 -p tcp --dport ${t.port} -j DNAT --to-destination ${GW_IP}:${base + i}`));
+  lines.push('COMMIT', '');
+  const r = await run('iptables-restore', ['--noflush'], { ns: NS.gw, input: lines.join('\n') });
+  if (r.code !== 0) {
+    throw new Error(`bench DNAT: ${r.stderr}`);
+  }
+}
+
+/** Starts a process in the gateway namespace (pid = the process: `ip netns exec` execs). */
+function startIn(cmd: string, args: string[], log: string): ChildProcess {
+  const out = fs.openSync(log, 'a');
+  const child = spawn('ip', ['netns', 'exec', NS.gw, cmd, ...args], { stdio: ['ignore', out, out] });
+  fs.closeSync(out);
+  return child;
+}
+
+async function listening(ports: number[]): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const r = await run('ss', ['-Hltn'], { ns: NS.gw });
+    if (ports.every((p) => r.stdout.includes(`${GW_IP}:${p} `))) {
+      return;
+    }
+    await sleep(100);
+  }
+  throw new Error(`listeners on ${ports.join(',')} did not come up`);
+}
+
+async function stopAll(children: ChildProcess[]): Promise<void> {
+  await Promise.all(
+    children.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.exitCode !== null || c.signalCode !== null) {
+            resolve();
+            return;
+          }
+          c.once('exit', () => resolve());
+          c.kill('SIGTERM');
+          setTimeout(() => c.kill('SIGKILL'), 3000).unref();
+        }),
+    ),
+  );
+}
+
+/** A user-space peer proxy: tunnel address, DNAT to its listeners, its processes. */
+function peer(id: string, title: string, base: number, start: (work: string) => ChildProcess[]): GatewayPath {
+  let children: ChildProcess[] = [];
+  return {
+    id,
+    title,
+    async setup(work) {
+      await resetGateway();
+      await tunnelAddress();
+      children = start(work);
+      await listening(TARGETS.map((_, i) => base + i));
+      await redirect(base);
+    },
+    async teardown() {
+      await stopAll(children);
+      children = [];
+      await resetGateway();
+    },
+  };
+}
+
+/** The open-files limit every process here inherits (run.sh raises it where the host lets it). */
+export function fileLimit(): number {
+  const m = /^Max open files\s+(\d+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+  return m === null ? 1024 : Number(m[1]);
+}
+
+function haproxyConfig(base: number): string {
+  // haproxy refuses to start if maxconn (two sockets each) and maxpipes (two
+  // descriptors per splice pipe) need more descriptors than it may have.
+  const maxconn = Math.min(40_000, Math.floor((fileLimit() - 1500) / 2));
+  const out = [
+    'global',
+    `  maxconn ${maxconn}`,
+    '  maxpipes 500',
+    'defaults',
+    '  mode tcp',
+    `  maxconn ${maxconn}`,
+    '  timeout connect 5s',
+    '  timeout client 1h',
+    '  timeout server 1h',
+    '  option splice-auto',
+  ];
+  TARGETS.forEach((t, i) => out.push(`listen p${i}`, `  bind ${GW_IP}:${base + i}`, `  source ${SOURCE_IP}`, `  server s ${t.host}:${t.port}`));
+  return `${out.join('\n')}\n`;
+}
+
+function sharegw(plane: 'kernel' | 'proxy'): GatewayPath {
+  let daemon: LabDaemon | null = null;
+  return {
+    id: plane,
+    title: `sharegw ${plane} plane`,
+    async setup() {
+      await resetGateway();
+      // The production sync interval: the tests' 1 s loop would spend the
+      // measured CPU on iptables-save. Room for the 10,000 idle connections.
+      daemon = new LabDaemon({ plane, syncInterval: '10s', domains: benchDomains(), extra: 'proxy: { maxConnectionsPerGuest: 30000, drainTimeout: 2s }\n' });
+      await daemon.start();
+    },
+    async teardown() {
+      await daemon?.dispose();
+      daemon = null;
+      await resetGateway();
+    },
+  };
+}
+
+export function allPaths(): GatewayPath[] {
+  return [
+    {
+      id: 'routed',
+      title: 'routed, no gateway',
+      async setup() {
+        await resetGateway();
+        // No gateway: a plain routed link; the backends see the guest's
+        // tunnel address (the lab's exports allow it for this baseline only).
+        await tunnelAddress();
+      },
+      teardown: resetGateway,
+    },
+    sharegw('kernel'),
+    sharegw('proxy'),
+    peer('haproxy', 'haproxy tcp, splice', 21000, (work) => {
+      const cfg = path.join(work, 'haproxy.cfg');
+      fs.writeFileSync(cfg, haproxyConfig(21000));
+      return [startIn('haproxy', ['-db', '-f', cfg], path.join(work, 'haproxy.log'))];
+    }),
+    peer('socat', 'socat, 1 MiB buffer', 22000, (work) =>
+      TARGETS.map((t, i) =>
+        startIn('socat', ['-b', '1048576', `TCP-LISTEN:${22000 + i},bind=${GW_IP},reuseaddr,fork,backlog=4096`, `TCP:${t.host}:${t.port},bind=${SOURCE_IP}`], path.join(work, `socat-${i}.log`)),
+      ),
+    ),
+    peer('naive', 'naive Node pipe', 23000, (work) => [
+      startIn(process.execPath, [NAIVE, ...TARGETS.map((t, i) => `${GW_IP}:${23000 + i}=${t.host}:${t.port}@${SOURCE_IP}`)], path.join(work, 'naive.log')),
+    ]),
+  ];
+}
+
+/** The protocol-aware proxy is issue 4's; listed so its absence shows in every report. */
+export const NOT_BUILT: readonly { id: string; title: string; why: string }[] = [
+  { id: 'proxy-aware', title: 'sharegw protocol-aware proxy', why: 'not built yet (issue 4)' },
+];
+
+/** The bench backends: two more addresses on the backend namespace, iperf3 and the sink on them. */
+export async function startBackends(work: string): Promise<() => Promise<void>> {
+  const children: ChildProcess[] = [];
+  const stop = async (): Promise<void> => {
+    await stopAll(children);
+    for (const ip of [IPERF, SINK]) {
+      await run('ip', ['addr', 'del', `${ip}/24`, 'dev', 'eb'], { ns: NS.be });
+    }
+  };
+  for (const ip of [IPERF, SINK]) {
+    await run('ip', ['addr', 'add', `${ip}/24`, 'dev', 'eb'], { ns: NS.be });
+  }
+  const spawnBe = (cmd: string, args: string[], log: string): void => {
+    const out = fs.openSync(path.join(work, log), 'a');
+    children.push(spawn('ip', ['netns', 'exec', NS.be, cmd, ...args], { stdio: ['ignore', out, out] }));
+    fs.closeSync(out);
+  };
+  spawnBe('iperf3', ['-s', '-B', IPERF, '-p', String(BENCH_PORT)], 'iperf3.log');
+  spawnBe(process.execPath, [path.join(ROOT, 'dist/bench/src/peers/sink.js'), SINK, String(BENCH_PORT)], 'sink.log');
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const r = await run('ss', ['-Hltn'], { ns: NS.be });
+    if (r.stdout.includes(`${IPERF}:${BENCH_PORT} `) && r.stdout.includes(`${SINK}:${BENCH_PORT} `)) {
+      break;
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`bench backends did not come up (logs in ${work})`);
+    }
+    await sleep(100);
+  }
+  return stop;
+}
