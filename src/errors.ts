@@ -138,3 +138,25 @@ export function describeError(err: unknown): { code: string; message: string } {
   }
   return { code: 'SGW_ERR_INTERNAL', message: String(err) };
 }
+
+export type ProtocolErrorCode =
+  /** A length prefix or frame boundary that breaks the transport's rules. */
+  | 'SGW_ERR_PROTO_FRAMING'
+  /** A frame larger than the configured limit (checked before buffering). */
+  | 'SGW_ERR_PROTO_TOO_LARGE'
+  /** A header or body too short or inconsistent to decode. */
+  | 'SGW_ERR_PROTO_MALFORMED'
+  /** Not the protocol the port carries (e.g. no SMB magic on 445). */
+  | 'SGW_ERR_PROTO_UNEXPECTED';
+
+/**
+ * Bytes from a guest or a backend that a codec cannot accept. Codecs return
+ * these (they never throw into the event loop); the proxy closes that one
+ * connection and counts the code.
+ */
+export class ProtocolError extends SgwError {
+  declare readonly code: ProtocolErrorCode;
+  constructor(code: ProtocolErrorCode, message: string) {
+    super(code, message);
+  }
+}

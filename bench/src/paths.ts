@@ -17,11 +17,13 @@ const GUEST_IP = '169.254.1.2';
 const SOURCE_IP = '198.18.0.11';
 export const ACME = '198.18.0.100';
 /**
- * An iperf3 server posing as an SMB server (port 445), so every path carries
- * it like share traffic. (Port 445, not 2049: nfs-ganesha holds *:2049 on the
- * backend, samba only its own addresses' 445.)
+ * The bench's own backends listen on 5201, granted to the guest as the
+ * mountd port of an NFSv3 share (`mountdPort` is configurable), so every
+ * path carries them like share traffic. Not 2049 or 111: nfs-ganesha and
+ * rpcbind hold those on every backend address. Not 445: the proxy checks
+ * SMB there, and iperf3 is not SMB.
  */
-export const BENCH_PORT = 445;
+export const BENCH_PORT = 5201;
 export const IPERF = '198.18.0.110';
 /** An echo/hold server on port 445, for the connection workloads. */
 export const SINK = '198.18.0.111';
@@ -47,14 +49,16 @@ export interface GatewayPath {
   teardown(): Promise<void>;
 }
 
-/** acme's domain file with the two bench backends granted as SMB shares. */
+/** acme's domain file with the two bench backends granted as NFSv3 shares (mountd port 5201). */
 function benchDomains(): Record<string, string> {
   const acme = labYaml('kernel').domains['acme.yaml'] ?? '';
   const extra = [IPERF, SINK]
     .map(
       (ip, i) => `  - id: bench-${i === 0 ? 'iperf' : 'sink'}
-    proto: CIFS
-    exportLocations: ['\\\\${ip}\\bench']
+    proto: NFS
+    nfsv3: true
+    mountdPort: ${BENCH_PORT}
+    exportLocations: ["${ip}:/bench"]
     accessRules: [{ accessType: ip, accessTo: 198.19.0.0/24, accessLevel: rw }]
 `,
     )

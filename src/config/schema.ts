@@ -44,6 +44,13 @@ export const domainTopSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'must be 1-63 chars of a-z 0-9 _ . - starting alphanumeric'),
   project: nonEmpty,
   shareNetwork: nonEmpty.optional(),
+  /** SMB policy of the domain's CIFS shares (enforced by the proxy). */
+  smb: z
+    .strictObject({
+      /** Lowest SMB dialect a guest may negotiate (default 3.0); SMB1 is always refused. */
+      minDialect: z.enum(['2.0.2', '2.1', '3.0', '3.0.2', '3.1.1']).optional(),
+    })
+    .optional(),
   sourceIp: nonEmpty,
   guests: z.array(z.unknown()).default([]),
   shares: z.array(z.unknown()).default([]),
@@ -76,6 +83,8 @@ export const shareSchema = z.strictObject({
   /** NFSv3 needs the portmapper (111) and mountd too. */
   nfsv3: z.boolean().optional(),
   mountdPort: z.number().int().min(1).max(65535).optional(),
+  /** CIFS: `required` closes any session whose traffic after session setup is not SMB3-encrypted. */
+  encryption: z.enum(['required', 'optional']).optional(),
 });
 
 

@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import type { ConfigProblem } from '../errors';
 import type { AccessRule, DaemonConfig, Domain, Guest, Share, SgwConfig } from '../model/config';
 import { parseExportLocation } from '../model/export-location';
+import { DIALECTS } from '../protocols/smb2';
 import type { ExportLocation } from '../model/export-location';
 import { parseCidr, parseIp } from '../util/ip';
 import type { Ip } from '../util/ip';
@@ -280,6 +281,9 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
       }
       accessRules.push({ type: r.accessType, to: r.accessTo, cidr, level: r.accessLevel });
     });
+    if (s.proto !== 'CIFS' && s.encryption !== undefined) {
+      out.push(src.problem([...base, 'encryption'], 'SGW_ERR_CONFIG_SCHEMA', 'only CIFS shares take encryption', true));
+    }
     if (s.proto !== 'NFS' && (s.nfsv3 !== undefined || s.mountdPort !== undefined)) {
       out.push(src.problem([...base, s.nfsv3 !== undefined ? 'nfsv3' : 'mountdPort'], 'SGW_ERR_CONFIG_SCHEMA', 'only NFS shares take nfsv3/mountdPort', true));
     }
@@ -290,6 +294,7 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
       accessRules,
       nfsv3: s.nfsv3 ?? false,
       mountdPort: s.mountdPort ?? 20048,
+      encryptionRequired: s.encryption === 'required',
     };
     if (s.name !== undefined) {
       share.name = s.name;
@@ -302,7 +307,7 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
   if (broken) {
     return null;
   }
-  const domain: Domain = { file: src.file, name: f.name, project: f.project, sourceIp, guests, shares };
+  const domain: Domain = { file: src.file, name: f.name, project: f.project, sourceIp, guests, shares, smb: { minDialect: DIALECTS[f.smb?.minDialect ?? '3.0'] ?? 0x0300 } };
   if (f.shareNetwork !== undefined) {
     domain.shareNetwork = f.shareNetwork;
   }

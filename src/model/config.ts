@@ -37,6 +37,13 @@ export interface Share {
   accessRules: AccessRule[];
   nfsv3: boolean;
   mountdPort: number;
+  /** CIFS: sessions must be SMB3-encrypted after session setup. */
+  encryptionRequired: boolean;
+}
+
+/** A domain's SMB policy (MS-SMB2 dialect revision numbers). */
+export interface SmbSettings {
+  minDialect: number;
 }
 
 /** One tenant security domain (a Manila share network). */
@@ -48,6 +55,7 @@ export interface Domain {
   sourceIp: Ip;
   guests: Guest[];
   shares: Share[];
+  smb: SmbSettings;
 }
 
 export interface ProxySettings {

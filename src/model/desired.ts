@@ -10,6 +10,16 @@ export interface GrantShare {
   level: AccessLevel;
 }
 
+/** What the SMB proxy enforces on one (guest, backend:445) grant. */
+export interface SmbGrantPolicy {
+  /** MS-SMB2 dialect revision floor. */
+  minDialect: number;
+  /** Some granted share on this backend requires encryption. */
+  encryptionRequired: boolean;
+  /** Granted share names on this backend, lower-case, sorted. */
+  shares: string[];
+}
+
 /** A guest may open TCP connections to backend:port. */
 export interface Grant {
   backend: string;
@@ -19,6 +29,8 @@ export interface Grant {
   /** rw if any contributing share grants rw. */
   level: AccessLevel;
   shares: GrantShare[];
+  /** Set on SMB grants: the policy the proxy applies at NEGOTIATE, SESSION_SETUP and TREE_CONNECT. */
+  smb?: SmbGrantPolicy | undefined;
 }
 
 /** Everything the data planes need to know about one guest. */

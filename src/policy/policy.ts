@@ -85,6 +85,15 @@ export function grantsFor(domain: Domain, guest: Guest): Grant[] {
         if (!g.shares.some((s) => s.id === share.id)) {
           g.shares.push({ id: share.id, level });
         }
+        if (service === 'smb') {
+          const smb = (g.smb ??= { minDialect: domain.smb.minDialect, encryptionRequired: false, shares: [] });
+          smb.encryptionRequired ||= share.encryptionRequired;
+          const name = loc.path.toLowerCase();
+          if (!smb.shares.includes(name)) {
+            smb.shares.push(name);
+            smb.shares.sort();
+          }
+        }
         if (level === 'rw') {
           g.level = 'rw';
         }

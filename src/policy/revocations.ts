@@ -1,7 +1,7 @@
-import type { DesiredState, GuestState } from '../model/desired';
+import type { DesiredState, GuestState, SmbGrantPolicy } from '../model/desired';
 
 /** Why an established flow must be cut. Stable values (logs, counters). */
-export type RevocationReason = 'guest-removed' | 'tunnel-changed' | 'source-changed' | 'grant-removed' | 'level-changed';
+export type RevocationReason = 'guest-removed' | 'tunnel-changed' | 'source-changed' | 'grant-removed' | 'level-changed' | 'policy-changed';
 
 /**
  * One (guest, backend, port) whose established flows must end: the rules
@@ -45,10 +45,20 @@ export function revocations(prev: DesiredState | null, next: DesiredState): Revo
         out.push({ guestKey: old.key, guestIp: old.guestIp, backend: gr.backend, port: gr.port, reason: 'grant-removed' });
       } else if (n.level !== gr.level) {
         out.push({ guestKey: old.key, guestIp: old.guestIp, backend: gr.backend, port: gr.port, reason: 'level-changed' });
+      } else if (!sameSmbPolicy(gr.smb, n.smb)) {
+        // Sessions were admitted under the old SMB policy (floor, encryption, shares).
+        out.push({ guestKey: old.key, guestIp: old.guestIp, backend: gr.backend, port: gr.port, reason: 'policy-changed' });
       }
     }
   }
   return out;
+}
+
+function sameSmbPolicy(a: SmbGrantPolicy | undefined, b: SmbGrantPolicy | undefined): boolean {
+  if (a === undefined || b === undefined) {
+    return a === b;
+  }
+  return a.minDialect === b.minDialect && a.encryptionRequired === b.encryptionRequired && a.shares.join('\n') === b.shares.join('\n');
 }
 
 function wholeGuestReason(old: GuestState, cur: GuestState | undefined): RevocationReason | null {

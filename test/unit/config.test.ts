@@ -1070,3 +1070,20 @@ shares:
   );
   t.equal(r.problems[0]?.message, 'required key "project" is missing');
 });
+
+t.test('SMB policy: a domain floor, share encryption, and their mistakes', async (t) => {
+  const ok = validate(DAEMON, {
+    'acme.yaml': `name: acme\nproject: p\nsourceIp: 198.18.0.11\nsmb: { minDialect: "3.1.1" }\nshares:\n  - id: s1\n    proto: CIFS\n    encryption: required\n    exportLocations: ['//198.18.0.100/s']\n`,
+  });
+  t.same(briefs(ok.problems), []);
+  t.equal(ok.config?.domains[0]?.smb.minDialect, 0x0311);
+  t.equal(ok.config?.domains[0]?.shares[0]?.encryptionRequired, true);
+  const dflt = validate(DAEMON, { 'acme.yaml': domainYaml() });
+  t.equal(dflt.config?.domains[0]?.smb.minDialect, 0x0300, 'default floor 3.0');
+  t.equal(dflt.config?.domains[0]?.shares[0]?.encryptionRequired, false);
+  const bad = validate(DAEMON, { 'acme.yaml': `name: acme\nproject: p\nsourceIp: 198.18.0.11\nsmb: { minDialect: "1.0" }\n` });
+  t.match(briefs(bad.problems).join('\n'), /\/smb\/minDialect/);
+  const nfs = validate(DAEMON, { 'acme.yaml': shareDomain('    proto: NFS\n    encryption: required\n    exportLocations: ["198.18.0.100:/e"]\n') });
+  t.match(briefs(nfs.problems).join('\n'), /\/shares\/0\/encryption SGW_ERR_CONFIG_SCHEMA/);
+  t.match(nfs.problems.map((p) => p.message).join('\n'), /only CIFS shares take encryption/);
+});

@@ -30,7 +30,7 @@ function rule(type: AccessRule['type'], to: string, level: AccessLevel = 'rw'): 
   return { type, to, cidr, level };
 }
 
-function share(id: string, proto: ShareProto, locations: string[], rules: AccessRule[], extra: { nfsv3?: boolean; mountdPort?: number } = {}): Share {
+function share(id: string, proto: ShareProto, locations: string[], rules: AccessRule[], extra: { nfsv3?: boolean; mountdPort?: number; encryptionRequired?: boolean } = {}): Share {
   return {
     id,
     proto,
@@ -44,6 +44,7 @@ function share(id: string, proto: ShareProto, locations: string[], rules: Access
     accessRules: rules,
     nfsv3: extra.nfsv3 ?? false,
     mountdPort: extra.mountdPort ?? 20048,
+    encryptionRequired: extra.encryptionRequired ?? false,
   };
 }
 
@@ -56,7 +57,7 @@ function guest(instance: string, addresses: string[], n = 1): Guest {
 }
 
 function domain(name: string, sourceIp: string, guests: Guest[], shares: Share[]): Domain {
-  return { file: `/etc/sharegw/domains.d/${name}.yaml`, name, project: `project-${name}`, sourceIp: ip(sourceIp), guests, shares };
+  return { file: `/etc/sharegw/domains.d/${name}.yaml`, name, project: `project-${name}`, sourceIp: ip(sourceIp), guests, shares, smb: { minDialect: 0x0300 } };
 }
 
 t.test('PORTS are the well-known ports', async (t) => {
@@ -253,7 +254,7 @@ t.test('decide() checks the port against the protocol of the shares that grant a
   ]);
   t.strictSame(decide(d, g1, ip('198.18.0.100'), 445), {
     allow: true,
-    grant: { backend: '198.18.0.100', port: 445, service: 'smb', proto: 'CIFS', level: 'rw', shares: [{ id: 'smb-open', level: 'rw' }] },
+    grant: { backend: '198.18.0.100', port: 445, service: 'smb', proto: 'CIFS', level: 'rw', shares: [{ id: 'smb-open', level: 'rw' }], smb: { minDialect: 0x0300, encryptionRequired: false, shares: ['open'] } },
   });
   for (const port of [2049, 111, 20048]) {
     t.strictSame(decide(d, g1, ip('198.18.0.100'), port), {
@@ -336,6 +337,20 @@ t.test('decide() and grantsFor() resolve rw/ro across several shares', async (t)
   }
 });
 
+t.test('SMB grants carry the domain floor, the shares by name, and encryption if any share requires it', async (t) => {
+  const g1 = guest('g1', ['198.19.0.5']);
+  const d = domain('acme', '198.18.0.11', [g1], [
+    share('plain', 'CIFS', ['\\\\198.18.0.100\\Plain'], [rule('ip', '198.19.0.5', 'rw')]),
+    share('secret', 'CIFS', ['//198.18.0.100/secret'], [rule('ip', '198.19.0.5', 'ro')], { encryptionRequired: true }),
+    share('elsewhere', 'CIFS', ['//198.18.0.101/other'], [rule('ip', '198.19.0.5', 'rw')]),
+    share('not-mine', 'CIFS', ['//198.18.0.100/hidden'], [rule('ip', '198.19.9.9', 'rw')]),
+  ]);
+  d.smb = { minDialect: 0x0311 };
+  const [a, b] = grantsFor(d, g1);
+  t.strictSame(a?.smb, { minDialect: 0x0311, encryptionRequired: true, shares: ['plain', 'secret'] }, 'one grant per backend; an ungranted share is not listed');
+  t.strictSame(b?.smb, { minDialect: 0x0311, encryptionRequired: false, shares: ['other'] });
+});
+
 t.test('grantsFor() merges, dedupes and sorts', async (t) => {
   const g1 = guest('g1', ['198.19.0.5']);
   const d = domain('acme', '198.18.0.11', [g1], [
@@ -348,7 +363,7 @@ t.test('grantsFor() merges, dedupes and sorts', async (t) => {
   const m = (port: number, service: Grant['service']): Grant => ({ backend: '', port, service, proto: 'NFS', level: 'ro', shares: [{ id: 'multi', level: 'ro' }] });
   t.strictSame(grantsFor(d, g1), [
     { ...m(111, 'portmap'), backend: '198.18.0.100' },
-    { backend: '198.18.0.100', port: 445, service: 'smb', proto: 'CIFS', level: 'rw', shares: [{ id: 'smb', level: 'rw' }] },
+    { backend: '198.18.0.100', port: 445, service: 'smb', proto: 'CIFS', level: 'rw', shares: [{ id: 'smb', level: 'rw' }], smb: { minDialect: 0x0300, encryptionRequired: false, shares: ['smb'] } },
     { ...m(2049, 'nfs'), backend: '198.18.0.100' },
     { ...m(20048, 'mountd'), backend: '198.18.0.100' },
     { ...m(111, 'portmap'), backend: '198.18.0.99' },
@@ -408,7 +423,7 @@ t.test('compileDesired() output shape', async (t) => {
         guestIp: '169.254.5.2',
         gatewayIp: '169.254.5.1',
         sourceIp: '198.18.0.13',
-        grants: [{ backend: '198.18.0.103', port: 445, service: 'smb', proto: 'CIFS', level: 'ro', shares: [{ id: 'z-smb', level: 'ro' }] }],
+        grants: [{ backend: '198.18.0.103', port: 445, service: 'smb', proto: 'CIFS', level: 'ro', shares: [{ id: 'z-smb', level: 'ro' }], smb: { minDialect: 0x0300, encryptionRequired: false, shares: ['z'] } }],
       },
     ],
   });

@@ -47,3 +47,12 @@ t.test('a new tunnel address or interface or source IP cuts all flows of the gue
   t.same(revocations(state(A), state(guest('acme/g1', A.grants, { iface: 'other' }))).map((x) => x.reason), ['tunnel-changed', 'tunnel-changed']);
   t.same(revocations(state(A), state(guest('acme/g1', A.grants, { sourceIp: '198.18.0.99' }))).map((x) => x.reason), ['source-changed', 'source-changed']);
 });
+
+t.test('a changed SMB policy (floor, encryption, shares) cuts that grant so the new policy applies on reconnect', async (t) => {
+  const smb = (over: Partial<NonNullable<Grant['smb']>> = {}): Grant => ({ ...grant('198.18.0.100', 445), smb: { minDialect: 0x0300, encryptionRequired: false, shares: ['acme'], ...over } });
+  const before = state(guest('acme/g1', [smb()]));
+  t.same(revocations(before, state(guest('acme/g1', [smb()]))), [], 'same policy: nothing cut');
+  for (const over of [{ minDialect: 0x0311 }, { encryptionRequired: true }, { shares: ['acme', 'more'] }]) {
+    t.same(revocations(before, state(guest('acme/g1', [smb(over)]))).map((r) => r.reason), ['policy-changed'], JSON.stringify(over));
+  }
+});

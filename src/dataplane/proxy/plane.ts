@@ -5,6 +5,7 @@ import type { DesiredState, GuestState } from '../../model/desired';
 import type { Counters } from '../../observability/counters';
 import type { Logger } from '../../observability/logger';
 import { proxyKey } from '../kernel/render';
+import { SmbStream } from '../../protocols/smb-stream';
 import { Session } from './session';
 import type { CloseReason } from './session';
 
@@ -247,6 +248,8 @@ export class ProxyPlane {
     }
     this.perGuest.set(g.key, n + 1);
     this.counters.inc('sharegw_proxy_connections_total', { domain: g.domain });
+    const grant = g.grants.find((gr) => gr.backend === l.backend && gr.port === l.port);
+    const smb = grant?.smb;
     const s = new Session(
       sock,
       {
@@ -256,13 +259,13 @@ export class ProxyPlane {
         connectTimeoutMs: this.settings.connectTimeoutMs,
         idleTimeoutMs: this.settings.idleTimeoutMs,
         keepAliveMs: this.settings.keepAliveMs,
+        ...(smb !== undefined ? { inspector: new SmbStream({ minDialect: smb.minDialect, encryptionRequired: smb.encryptionRequired, shares: new Set(smb.shares) }) } : {}),
       },
       this.log,
       this.counters,
       (ended, reason) => this.ended(ended, reason),
     );
     this.sessions.add(s);
-    const grant = g.grants.find((gr) => gr.backend === l.backend && gr.port === l.port);
     this.meta.set(s, { guestKey: g.key, domain: g.domain, backend: l.backend, port: l.port, service: grant?.service ?? '?', shares: grant?.shares.map((x) => x.id) ?? [] });
     // Access log: one record per flow open and close (ids and addresses, never secrets).
     this.access.info(
@@ -281,6 +284,14 @@ export class ProxyPlane {
     const b = s.bytes();
     const domain = m?.domain ?? '?';
     this.counters.inc('sharegw_proxy_closed_total', { reason });
+    const refusal = s.refusal;
+    if (refusal !== null) {
+      this.counters.inc('sharegw_protocol_refusals_total', { proto: 'smb', reason: refusal.reason });
+      if (refusal.code !== undefined) {
+        this.counters.inc('sharegw_protocol_errors_total', { proto: 'smb', code: refusal.code });
+      }
+      this.log.warn({ domain, guest: m?.guestKey, backend: m?.backend, port: m?.port, reason: refusal.reason, code: refusal.code, detail: refusal.detail }, 'SMB session refused by policy');
+    }
     this.counters.inc('sharegw_proxy_bytes_total', { dir: 'up', domain }, b.up);
     this.counters.inc('sharegw_proxy_bytes_total', { dir: 'down', domain }, b.down);
     this.access.info(
@@ -298,6 +309,7 @@ export class ProxyPlane {
         bytesDown: b.down,
         durationMs: Date.now() - s.startedAt,
         reason,
+        ...(refusal !== null ? { refusal: refusal.reason } : {}),
       },
       'flow close',
     );

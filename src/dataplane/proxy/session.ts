@@ -1,6 +1,7 @@
 import * as net from 'node:net';
 import type { Counters } from '../../observability/counters';
 import type { Logger } from '../../observability/logger';
+import type { Refusal, StreamInspector } from '../../protocols/smb-stream';
 
 /** Settings a relay needs. */
 export interface RelayOptions {
@@ -10,10 +11,12 @@ export interface RelayOptions {
   connectTimeoutMs: number;
   idleTimeoutMs: number;
   keepAliveMs: number;
+  /** Protocol-aware sessions: checks every chunk each way before it is forwarded. */
+  inspector?: StreamInspector;
 }
 
 /** Why a session ended; stable values (logs, counters). */
-export type CloseReason = 'done' | 'guest-error' | 'backend-error' | 'connect-failed' | 'idle' | 'half-closed' | 'shutdown' | 'revoked';
+export type CloseReason = 'done' | 'guest-error' | 'backend-error' | 'connect-failed' | 'idle' | 'half-closed' | 'shutdown' | 'revoked' | 'refused';
 
 /**
  * How long a flow may stay half-closed (one side sent FIN, the other never
@@ -41,6 +44,8 @@ export class Session {
   /** The guest's source port (kept: the socket forgets it once destroyed). */
   readonly guestPort: number;
   private closed = false;
+  /** Why the protocol policy refused this session, if it did. */
+  refusal: Refusal | null = null;
   private halfCloseTimer: NodeJS.Timeout | null = null;
   private onClose: ((s: Session, reason: CloseReason) => void) | null;
 
@@ -123,9 +128,43 @@ export class Session {
     };
     g.once('end', armHalfClose);
     b.once('end', armHalfClose);
-    g.pipe(b);
-    b.pipe(g);
+    const insp = this.opts.inspector;
+    if (insp === undefined) {
+      g.pipe(b);
+      b.pipe(g);
+    } else {
+      this.forward(g, b, (c) => (insp.upDone ? null : insp.up(c)));
+      this.forward(b, g, (c) => (insp.downDone ? null : insp.down(c)));
+    }
     g.resume();
+  }
+
+  /**
+   * pipe() with a check before each chunk: the same backpressure (pause the
+   * source while the sink's buffer is full) and half-close forwarding. A
+   * refused chunk is not forwarded and ends the session.
+   */
+  private forward(from: net.Socket, to: net.Socket, check: (chunk: Buffer) => Refusal | null): void {
+    from.on('data', (chunk: Buffer) => {
+      if (this.closed) {
+        return;
+      }
+      const r = check(chunk);
+      if (r !== null) {
+        this.refusal = r;
+        this.close('refused');
+        return;
+      }
+      if (!to.write(chunk)) {
+        from.pause();
+        to.once('drain', () => from.resume());
+      }
+    });
+    from.once('end', () => {
+      if (!this.closed) {
+        to.end();
+      }
+    });
   }
 
   /** Bytes guest->backend and backend->guest so far. */
