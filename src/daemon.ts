@@ -7,7 +7,8 @@ import type { SgwConfig } from './model/config';
 import type { DesiredState, GuestState } from './model/desired';
 import type { Counters } from './observability/counters';
 import type { Logger } from './observability/logger';
-import { compileDesired } from './policy/policy';
+import { compileDesired, grantPlane, proxiedPart } from './policy/policy';
+import { dialectName } from './protocols/smb2';
 import { BoundedRunner } from './control/runner';
 import { MetricsServer } from './observability/metrics';
 import type { Health, MetricsSnapshot } from './observability/metrics';
@@ -21,6 +22,7 @@ import { explainCommand, flowsCommand } from './admin/commands';
 import type { AdminRequest } from './admin/protocol';
 import type { FlowTuple } from './dataplane/kernel/conntrack';
 import { revocations } from './policy/revocations';
+import type { Revocation } from './policy/revocations';
 import { vetTunnels } from './tunnels/vet';
 import { adoptTunnels, enableConntrackAccounting, linkFacts, TUNNEL_KINDS, enableForwarding, isLocalAddress, releaseTunnel, releaseTunnelPeer } from './tunnels/host';
 import type { OwnedTunnel } from './dataplane/kernel/render';
@@ -113,15 +115,15 @@ export class Daemon {
     for (const w of this.config.warnings) {
       this.log.warn({ code: w.code, file: w.file, line: w.line, key: w.pointer }, w.message);
     }
-    if (this.config.daemon.dataplane === 'proxy') {
-      this.proxy = new ProxyPlane(this.config.daemon.proxy, this.log, this.counters);
-    }
+    // The proxy runs in both planes: in the kernel plane it carries only the
+    // grants steered to it (an SMB policy the domain set), and listens on nothing else.
+    this.proxy = new ProxyPlane(this.config.daemon.proxy, this.log, this.counters);
     await this.restoreState();
     await this.runner.runNow();
     this.admin = new AdminServer(this.config.daemon.adminSocket, (_cmd, req) => this.command(req), this.log, this.counters);
     await this.admin.listen();
     await this.startMetrics();
-    if (this.proxy === null) {
+    if (this.config.daemon.dataplane === 'kernel') {
       this.startFlowEvents();
     }
     this.runner.start();
@@ -225,7 +227,8 @@ export class Daemon {
         if (e.type === 'new') {
           const g = this.applied?.guests.find((x) => x.guestIp === f.orig.src);
           const gr = g?.grants.find((x) => x.backend === f.orig.dst && x.port === f.orig.dport);
-          if (g === undefined || gr === undefined) {
+          // A flow DNATed to a proxy listener (a steered grant) is the proxy's to log.
+          if (g === undefined || gr === undefined || f.reply.src !== f.orig.dst) {
             return;
           }
           const rec = { plane: 'kernel', domain: g.domain, guest: g.key, guestPort: f.orig.sport, backend: f.orig.dst, port: f.orig.dport, service: gr.service, shares: gr.shares.map((x) => x.id), natSource: f.reply.dst };
@@ -304,7 +307,8 @@ export class Daemon {
       if (this.pendingFlush.length > 0) {
         await this.flushConntrack(this.pendingFlush.splice(0));
       }
-      const listening = this.proxy?.listening(desired);
+      const proxied = proxiedPart(desired);
+      const listening = this.proxy?.listening(proxied);
       let report = await this.kernel.apply(desired, listening, !force);
       this.tunnels = [
         ...(await adoptTunnels(desired.guests)),
@@ -319,7 +323,7 @@ export class Daemon {
       if (this.proxy !== null) {
         // Listeners bind the tunnels' gateway addresses, so they open after
         // adoption; the DNAT rules for new listeners follow in a second apply.
-        const ports = await this.proxy.open(desired);
+        const ports = await this.proxy.open(proxied);
         // Usually no listener opened or moved: the rules just applied are
         // already right, and a second apply would only cost an iptables-save.
         const same = listening !== undefined && ports.size === listening.size && [...ports].every(([k, p]) => listening.get(k) === p);
@@ -328,7 +332,8 @@ export class Daemon {
           report = { ...second, drifted: second.drifted || report?.drifted === true };
         }
         await this.proxy.closeStale(ports);
-      } else {
+      }
+      if (desired.dataplane === 'kernel') {
         await enableForwarding();
         await enableConntrackAccounting();
       }
@@ -386,19 +391,29 @@ export class Daemon {
     // The kernel plane forwards rw and ro grants alike (the backend enforces
     // ro until the protocol-aware proxy does): a level change alone changes
     // nothing it enforces, so only the proxy plane cuts for it.
-    const revs = revocations(this.applied, desired).filter((r) => this.proxy !== null || r.reason !== 'level-changed');
+    // Each revoked grant is cut by the plane that carried it under the state
+    // its flows were admitted by.
+    const prev = this.applied;
+    const planeOf = (r: Revocation): 'kernel' | 'proxy' => {
+      const gr = prev?.guests.find((g) => g.key === r.guestKey)?.grants.find((x) => x.backend === r.backend && x.port === r.port);
+      return gr === undefined || prev === null ? 'kernel' : grantPlane(prev.dataplane, gr);
+    };
+    const revs = revocations(prev, desired).filter((r) => planeOf(r) === 'proxy' || r.reason !== 'level-changed');
     if (revs.length > 0) {
       for (const r of revs) {
         this.counters.inc('sharegw_revocations_total', { reason: r.reason });
       }
       const what = revs.map((r) => `${r.guestKey} ${r.backend}:${r.port} ${r.reason}`);
-      if (this.proxy !== null) {
-        const cut = this.proxy.revoke(revs);
+      const viaProxy = revs.filter((r) => planeOf(r) === 'proxy');
+      const viaKernel = revs.filter((r) => planeOf(r) === 'kernel');
+      if (viaProxy.length > 0 && this.proxy !== null) {
+        const cut = this.proxy.revoke(viaProxy);
         this.counters.inc('sharegw_flows_cut_total', { plane: 'proxy' }, cut);
-        this.log.info({ revoked: what, flowsCut: cut, ms: Math.round(performance.now() - t0) }, 'access revoked; established flows cut');
-      } else {
-        this.log.info({ revoked: what, ms: Math.round(performance.now() - t0) }, 'access revoked; established flows cut at their next packet');
-        const tuples = revs.map((r) => ({ src: r.guestIp, dst: r.backend, dport: r.port, sourceIp: this.sourceOf(r.guestKey) }));
+        this.log.info({ revoked: what, flowsCut: cut, ms: Math.round(performance.now() - t0) }, 'access revoked; established proxied flows cut');
+      }
+      if (viaKernel.length > 0) {
+        this.log.info({ revoked: viaKernel.map((r) => `${r.guestKey} ${r.backend}:${r.port} ${r.reason}`), ms: Math.round(performance.now() - t0) }, 'access revoked; established kernel flows cut at their next packet');
+        const tuples = viaKernel.map((r) => ({ src: r.guestIp, dst: r.backend, dport: r.port, sourceIp: this.sourceOf(r.guestKey) }));
         const timer = setTimeout(() => void this.flushConntrack(tuples), CONNTRACK_GRACE_MS);
         timer.unref();
       }
@@ -623,7 +638,8 @@ export class Daemon {
           desired: this.desired,
           proxyFlows: this.proxy?.flows() ?? [],
           // In the proxy plane the kernel holds only the DNATed guest legs;
-          // the proxy's own rows stand for them.
+          // the proxy's own rows stand for them. In the kernel plane both
+          // (flows command): steered grants are the proxy's rows.
           kernelFlows: this.config.daemon.dataplane === 'kernel' ? listFlows : null,
         });
       }
@@ -666,7 +682,16 @@ export class Daemon {
             tunnel: g.iface,
             guestIp: g.guestIp,
             tunnelState: tunnelByKey.get(g.key)?.error ?? (tunnelByKey.get(g.key)?.present === true ? 'adopted' : 'unknown'),
-            grants: g.grants.map((gr) => ({ backend: `${gr.backend}:${gr.port}`, service: gr.service, level: gr.level, shares: gr.shares.map((s) => s.id), plane: this.config.daemon.dataplane })),
+            grants: g.grants.map((gr) => ({
+              backend: `${gr.backend}:${gr.port}`,
+              service: gr.service,
+              level: gr.level,
+              shares: gr.shares.map((s) => s.id),
+              plane: grantPlane(this.desired.dataplane, gr),
+              ...(gr.smb !== undefined && grantPlane(this.desired.dataplane, gr) === 'proxy'
+                ? { smb: { minDialect: dialectName(gr.smb.minDialect), encryptionRequired: gr.smb.encryptionRequired, shares: gr.smb.shares } }
+                : {}),
+            })),
           })),
       })),
       kernel,

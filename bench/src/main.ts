@@ -154,6 +154,8 @@ async function main(): Promise<void> {
   const errors: { path: string; workload: string; rep: number; error: string }[] = [];
   let stopBackends: (() => Promise<void>) | null = null;
   const started = Date.now();
+  // The commit and tree state the run measures: taken now, after run.sh built dist/.
+  const m = meta();
   try {
     if (IDLE < IDLE_WANTED) {
       say(`== note: open-files limit ${fileLimit()}: measuring ${IDLE} idle connections, not ${IDLE_WANTED}`);
@@ -226,7 +228,6 @@ async function main(): Promise<void> {
 
     const results = summarize(workloads, pathDefs, samples);
     const targets = checkTargets(results);
-    const m = meta();
     const stamp = new Date().toISOString().replace(/[:]/g, '-').replace(/\..*$/, '');
     const base = path.join(RESULTS, `${stamp}-${os.hostname()}`);
     fs.mkdirSync(RESULTS, { recursive: true });

@@ -232,7 +232,9 @@ export function renderSvg(results: readonly WorkloadResult[], paths: readonly Pa
   }
   let y = top;
   for (const w of shown) {
-    out.push(`<text x="10" y="${y + 10}" font-weight="bold">${esc(w.title)}</text>`);
+    // Long titles would run into the bars: cut at the label column.
+    const title = w.title.length > 42 ? `${w.title.slice(0, 41)}…` : w.title;
+    out.push(`<text x="10" y="${y + 10}" font-weight="bold">${esc(title)}</text>`);
     let yy = y + 14;
     for (const p of order) {
       const r = w.rows.find((row) => row.path === p.id);

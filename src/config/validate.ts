@@ -56,7 +56,7 @@ export function validateConfig(daemonSrc: SourceText, domainSrcs: readonly Sourc
   for (const s of domainSrcs) {
     const src = parseYaml(s.file, s.text);
     const before = problems.length;
-    const c = checkDomain(src, problems, warnings, daemon?.dataplane ?? null);
+    const c = checkDomain(src, problems, warnings);
     broken ||= problems.length !== before;
     if (c !== null) {
       checked.push(c);
@@ -185,7 +185,7 @@ function checkDaemon(src: YamlSource, out: ConfigProblem[]): DaemonConfig | null
   return out.length === before ? cfg : null;
 }
 
-function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[], dataplane: DaemonConfig['dataplane'] | null): Checked | null {
+function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[]): Checked | null {
   if (src.problems.length > 0) {
     out.push(...src.problems);
     return null;
@@ -283,8 +283,6 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
     });
     if (s.proto !== 'CIFS' && s.encryption !== undefined) {
       out.push(src.problem([...base, 'encryption'], 'SGW_ERR_CONFIG_SCHEMA', 'only CIFS shares take encryption', true));
-    } else if (s.encryption === 'required' && dataplane === 'kernel') {
-      warn.push(src.problem([...base, 'encryption'], 'SGW_WARN_CONFIG_SMB_POLICY_PROXY_ONLY', 'SMB policy is enforced by the proxy plane only; with dataplane: kernel the backend alone decides about encryption'));
     }
     if (s.proto !== 'NFS' && (s.nfsv3 !== undefined || s.mountdPort !== undefined)) {
       out.push(src.problem([...base, s.nfsv3 !== undefined ? 'nfsv3' : 'mountdPort'], 'SGW_ERR_CONFIG_SCHEMA', 'only NFS shares take nfsv3/mountdPort', true));
@@ -309,10 +307,7 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
   if (broken) {
     return null;
   }
-  if (f.smb !== undefined && dataplane === 'kernel') {
-    warn.push(src.problem(['smb'], 'SGW_WARN_CONFIG_SMB_POLICY_PROXY_ONLY', 'SMB policy is enforced by the proxy plane only; with dataplane: kernel the backend alone decides the dialect'));
-  }
-  const domain: Domain = { file: src.file, name: f.name, project: f.project, sourceIp, guests, shares, smb: { minDialect: DIALECTS[f.smb?.minDialect ?? '3.0'] ?? 0x0300 } };
+  const domain: Domain = { file: src.file, name: f.name, project: f.project, sourceIp, guests, shares, smb: { minDialect: DIALECTS[f.smb?.minDialect ?? '3.0'] ?? 0x0300, explicit: f.smb !== undefined } };
   if (f.shareNetwork !== undefined) {
     domain.shareNetwork = f.shareNetwork;
   }

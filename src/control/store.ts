@@ -98,7 +98,7 @@ const grantSchema = z.strictObject({
   proto: z.enum(['NFS', 'CIFS']),
   level,
   shares: z.array(z.strictObject({ id: nonEmpty, level })),
-  smb: z.strictObject({ minDialect: z.number().int().min(0).max(0xffff), encryptionRequired: z.boolean(), shares: z.array(z.string()) }).optional(),
+  smb: z.strictObject({ minDialect: z.number().int().min(0).max(0xffff), encryptionRequired: z.boolean(), shares: z.array(z.string()), steer: z.boolean() }).optional(),
 });
 
 const guestSchema = z.strictObject({

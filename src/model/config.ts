@@ -44,6 +44,8 @@ export interface Share {
 /** A domain's SMB policy (MS-SMB2 dialect revision numbers). */
 export interface SmbSettings {
   minDialect: number;
+  /** The domain file sets an `smb` policy: in the kernel plane its SMB grants go through the proxy. */
+  explicit: boolean;
 }
 
 /** One tenant security domain (a Manila share network). */

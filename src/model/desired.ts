@@ -18,6 +18,13 @@ export interface SmbGrantPolicy {
   encryptionRequired: boolean;
   /** Granted share names on this backend, lower-case, sorted. */
   shares: string[];
+  /**
+   * The domain asked for this policy (an `smb` block, or a share with
+   * `encryption: required`): with `dataplane: kernel` the grant is steered
+   * through the proxy, which enforces it. Otherwise only the proxy plane
+   * applies the default policy.
+   */
+  steer: boolean;
 }
 
 /** A guest may open TCP connections to backend:port. */

@@ -86,8 +86,9 @@ export function grantsFor(domain: Domain, guest: Guest): Grant[] {
           g.shares.push({ id: share.id, level });
         }
         if (service === 'smb') {
-          const smb = (g.smb ??= { minDialect: domain.smb.minDialect, encryptionRequired: false, shares: [] });
+          const smb = (g.smb ??= { minDialect: domain.smb.minDialect, encryptionRequired: false, shares: [], steer: domain.smb.explicit });
           smb.encryptionRequired ||= share.encryptionRequired;
+          smb.steer ||= share.encryptionRequired;
           const name = loc.path.toLowerCase();
           if (!smb.shares.includes(name)) {
             smb.shares.push(name);
@@ -105,6 +106,21 @@ export function grantsFor(domain: Domain, guest: Guest): Grant[] {
 
 function compareGrant(a: Grant, b: Grant): number {
   return a.backend === b.backend ? a.port - b.port : a.backend < b.backend ? -1 : 1;
+}
+
+/**
+ * Which data plane carries a grant. Everything goes through the proxy in
+ * `dataplane: proxy`. In `dataplane: kernel` only grants whose policy needs
+ * protocol awareness do (an SMB policy the domain set); the rest stay on
+ * the kernel fast path.
+ */
+export function grantPlane(dataplane: DesiredState['dataplane'], gr: Grant): 'kernel' | 'proxy' {
+  return dataplane === 'proxy' || gr.smb?.steer === true ? 'proxy' : 'kernel';
+}
+
+/** The part of a desired state the proxy carries: every guest, only its proxied grants. */
+export function proxiedPart(desired: DesiredState): DesiredState {
+  return { ...desired, guests: desired.guests.map((g) => ({ ...g, grants: g.grants.filter((gr) => grantPlane(desired.dataplane, gr) === 'proxy') })) };
 }
 
 /** Compiles the whole configuration into the data planes' desired state. */

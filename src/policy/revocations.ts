@@ -58,7 +58,8 @@ function sameSmbPolicy(a: SmbGrantPolicy | undefined, b: SmbGrantPolicy | undefi
   if (a === undefined || b === undefined) {
     return a === b;
   }
-  return a.minDialect === b.minDialect && a.encryptionRequired === b.encryptionRequired && a.shares.join('\n') === b.shares.join('\n');
+  // steer moves the grant between planes: its flows were admitted by the other one.
+  return a.minDialect === b.minDialect && a.encryptionRequired === b.encryptionRequired && a.steer === b.steer && a.shares.join('\n') === b.shares.join('\n');
 }
 
 function wholeGuestReason(old: GuestState, cur: GuestState | undefined): RevocationReason | null {

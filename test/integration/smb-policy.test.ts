@@ -7,7 +7,7 @@
  * SMB 2.1 and unencrypted sessions.
  */
 import t from 'tap';
-import { LabDaemon, NS, run } from '../helpers/lab';
+import { LabDaemon, NS, run, sgwRules } from '../helpers/lab';
 import { labYaml } from '../helpers/configs';
 
 const ACME = '198.18.0.100';
@@ -25,9 +25,9 @@ function smb(share: string, opts: string[]): Promise<{ code: number | null; out:
   return run('smbclient', [`//${ACME}/${share}`, ...USER, ...opts, '-c', 'ls'], { ns: NS.g1, timeoutMs: 30_000 }).then((r) => ({ code: r.code, out: `${r.stdout}${r.stderr}` }));
 }
 
-function daemon(acmeEdit: (y: string) => string): LabDaemon {
-  const acme = labYaml('proxy').domains['acme.yaml'] ?? '';
-  return new LabDaemon({ plane: 'proxy', domains: { 'acme.yaml': acmeEdit(acme) }, extra: `metrics: 127.0.0.1:${PORT}\nproxy: { drainTimeout: 2s }\n` });
+function daemon(acmeEdit: (y: string) => string, plane: 'kernel' | 'proxy' = 'proxy'): LabDaemon {
+  const acme = labYaml(plane).domains['acme.yaml'] ?? '';
+  return new LabDaemon({ plane, domains: { 'acme.yaml': acmeEdit(acme) }, extra: `metrics: 127.0.0.1:${PORT}\nproxy: { drainTimeout: 2s }\n` });
 }
 
 const refusals = (reason: string): Promise<number> => metric('sharegw_protocol_refusals_total', `proto="smb",reason="${reason}"`);
@@ -87,4 +87,26 @@ t.test('a tree connect may name only granted shares (and IPC$)', async (t) => {
   const list = await run('smbclient', ['-L', `//${ACME}`, ...USER, '-m', 'SMB3'], { ns: NS.g1, timeoutMs: 30_000 });
   t.equal(list.code, 0, `share listing over IPC$ works: ${list.stderr}`);
   t.equal(await refusals('share'), 1, 'IPC$ is not refused');
+});
+
+t.test('kernel plane: a domain SMB policy steers its SMB grant through the proxy; NFS stays on the fast path', async (t) => {
+  const d = daemon((y) => y.replace('sourceIp: 198.18.0.11\n', 'sourceIp: 198.18.0.11\nsmb: { minDialect: "3.0" }\n'), 'kernel');
+  t.teardown(() => d.dispose());
+  await d.start();
+  const st = await d.status();
+  const grants = (st.domains.find((x: { name: string }) => x.name === 'acme').guests[0].grants as { backend: string; plane: string; smb?: unknown }[]);
+  t.match(grants.find((g) => g.backend === `${ACME}:445`), { plane: 'proxy', smb: { minDialect: '3.0', encryptionRequired: false, shares: ['acme'] } }, 'status shows the SMB grant on the proxy, with its policy');
+  t.equal(grants.find((g) => g.backend === `${ACME}:2049`)?.plane, 'kernel', 'and NFS on the kernel');
+  const rules = await sgwRules();
+  t.ok(rules.some((l) => l.includes('--dport 445') && l.includes('DNAT')), 'SMB is DNATed to a listener');
+  t.notOk(rules.some((l) => l.includes('--dport 2049') && l.includes('DNAT')), 'NFS is not');
+
+  const smb1 = await smb('acme', ['-m', 'NT1', '--option=client min protocol=NT1']);
+  t.not(smb1.code, 0);
+  t.equal(await refusals('smb1'), 1, 'SMB1 refused by the gateway in the kernel plane');
+  const ok = await smb('acme', ['-m', 'SMB3']);
+  t.equal(ok.code, 0, ok.out);
+  const cat = await run('nfs-cat', [`nfs://${ACME}/export/acme/hello.txt?version=4`], { ns: NS.g1 });
+  t.equal(cat.code, 0, 'NFS works on the fast path');
+  t.match(cat.stdout, /hello from acme/);
 });

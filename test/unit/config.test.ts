@@ -228,7 +228,6 @@ t.test('the configuration layer emits exactly the codes these tests cover', asyn
     'SGW_ERR_CONFIG_YAML',
     'SGW_WARN_CONFIG_RO_BACKEND_ONLY',
     'SGW_WARN_CONFIG_RULE_IGNORED',
-    'SGW_WARN_CONFIG_SMB_POLICY_PROXY_ONLY',
   ]);
 });
 
@@ -1089,10 +1088,9 @@ t.test('SMB policy: a domain floor, share encryption, and their mistakes', async
   t.match(nfs.problems.map((p) => p.message).join('\n'), /only CIFS shares take encryption/);
 });
 
-t.test('SMB policy on the kernel plane is flagged: only the proxy enforces it', async (t) => {
+t.test('SMB policy needs no warning on the kernel plane: its grants are steered through the proxy', async (t) => {
   const y = `name: acme\nproject: p\nsourceIp: 198.18.0.11\nsmb: { minDialect: "3.1.1" }\nshares:\n  - id: s1\n    proto: CIFS\n    encryption: required\n    exportLocations: ['//198.18.0.100/s']\n`;
   const k = validate('node: hv1\ndataplane: kernel\n', { 'acme.yaml': y });
-  t.same(k.warnings.map((w) => `${w.pointer} ${w.code}`).sort(), ['/shares/0/encryption SGW_WARN_CONFIG_SMB_POLICY_PROXY_ONLY', '/smb SGW_WARN_CONFIG_SMB_POLICY_PROXY_ONLY']);
-  const p = validate('node: hv1\ndataplane: proxy\n', { 'acme.yaml': y });
-  t.same(p.warnings, []);
+  t.same(k.warnings, []);
+  t.equal(k.config?.domains[0]?.smb.explicit, true);
 });

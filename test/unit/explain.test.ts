@@ -182,7 +182,7 @@ t.test('explain() with ro and rw rules, an IPv6 tenant address and an ignored us
 
   const ro = ex('g4', '198.18.0.103:445');
   t.equal(ro.allowed, true);
-  t.strictSame(ro.grant, { backend: '198.18.0.103', port: 445, service: 'smb', proto: 'CIFS', level: 'ro', shares: [{ id: 'gamma-smb', level: 'ro' }], smb: { minDialect: 0x0300, encryptionRequired: false, shares: ['gamma'] } });
+  t.strictSame(ro.grant, { backend: '198.18.0.103', port: 445, service: 'smb', proto: 'CIFS', level: 'ro', shares: [{ id: 'gamma-smb', level: 'ro' }], smb: { minDialect: 0x0300, encryptionRequired: false, shares: ['gamma'], steer: false } });
 });
 
 t.test('explain() denies an unknown guest and lists similar names', async (t) => {

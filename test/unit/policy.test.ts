@@ -3,7 +3,7 @@ import type { AccessLevel, AccessRule, DaemonConfig, Domain, Guest, Share, SgwCo
 import type { Grant } from '../../src/model/desired';
 import { parseExportLocation } from '../../src/model/export-location';
 import type { ShareProto } from '../../src/model/export-location';
-import { compileDesired, decide, grantsFor, PORTS, shareLevelFor, sharePorts } from '../../src/policy/policy';
+import { compileDesired, decide, grantPlane, grantsFor, PORTS, shareLevelFor, sharePorts } from '../../src/policy/policy';
 import { parseCidr, parseIp } from '../../src/util/ip';
 import type { Ip } from '../../src/util/ip';
 import { configFrom, labYaml } from '../helpers/configs';
@@ -57,7 +57,7 @@ function guest(instance: string, addresses: string[], n = 1): Guest {
 }
 
 function domain(name: string, sourceIp: string, guests: Guest[], shares: Share[]): Domain {
-  return { file: `/etc/sharegw/domains.d/${name}.yaml`, name, project: `project-${name}`, sourceIp: ip(sourceIp), guests, shares, smb: { minDialect: 0x0300 } };
+  return { file: `/etc/sharegw/domains.d/${name}.yaml`, name, project: `project-${name}`, sourceIp: ip(sourceIp), guests, shares, smb: { minDialect: 0x0300, explicit: false } };
 }
 
 t.test('PORTS are the well-known ports', async (t) => {
@@ -254,7 +254,7 @@ t.test('decide() checks the port against the protocol of the shares that grant a
   ]);
   t.strictSame(decide(d, g1, ip('198.18.0.100'), 445), {
     allow: true,
-    grant: { backend: '198.18.0.100', port: 445, service: 'smb', proto: 'CIFS', level: 'rw', shares: [{ id: 'smb-open', level: 'rw' }], smb: { minDialect: 0x0300, encryptionRequired: false, shares: ['open'] } },
+    grant: { backend: '198.18.0.100', port: 445, service: 'smb', proto: 'CIFS', level: 'rw', shares: [{ id: 'smb-open', level: 'rw' }], smb: { minDialect: 0x0300, encryptionRequired: false, shares: ['open'], steer: false } },
   });
   for (const port of [2049, 111, 20048]) {
     t.strictSame(decide(d, g1, ip('198.18.0.100'), port), {
@@ -345,10 +345,17 @@ t.test('SMB grants carry the domain floor, the shares by name, and encryption if
     share('elsewhere', 'CIFS', ['//198.18.0.101/other'], [rule('ip', '198.19.0.5', 'rw')]),
     share('not-mine', 'CIFS', ['//198.18.0.100/hidden'], [rule('ip', '198.19.9.9', 'rw')]),
   ]);
-  d.smb = { minDialect: 0x0311 };
+  d.smb = { minDialect: 0x0311, explicit: true };
   const [a, b] = grantsFor(d, g1);
-  t.strictSame(a?.smb, { minDialect: 0x0311, encryptionRequired: true, shares: ['plain', 'secret'] }, 'one grant per backend; an ungranted share is not listed');
-  t.strictSame(b?.smb, { minDialect: 0x0311, encryptionRequired: false, shares: ['other'] });
+  t.strictSame(a?.smb, { minDialect: 0x0311, encryptionRequired: true, shares: ['plain', 'secret'], steer: true }, 'one grant per backend; an ungranted share is not listed');
+  t.strictSame(b?.smb, { minDialect: 0x0311, encryptionRequired: false, shares: ['other'], steer: true });
+  d.smb = { minDialect: 0x0300, explicit: false };
+  const [c, e] = grantsFor(d, g1);
+  t.equal(c?.smb?.steer, true, 'an encryption-required share steers its backend grant');
+  t.equal(e?.smb?.steer, false, 'no domain policy, no encryption: the kernel plane keeps it');
+  t.equal(grantPlane('kernel', c as Grant), 'proxy');
+  t.equal(grantPlane('kernel', e as Grant), 'kernel');
+  t.equal(grantPlane('proxy', e as Grant), 'proxy', 'the proxy plane carries everything');
 });
 
 t.test('grantsFor() merges, dedupes and sorts', async (t) => {
@@ -363,7 +370,7 @@ t.test('grantsFor() merges, dedupes and sorts', async (t) => {
   const m = (port: number, service: Grant['service']): Grant => ({ backend: '', port, service, proto: 'NFS', level: 'ro', shares: [{ id: 'multi', level: 'ro' }] });
   t.strictSame(grantsFor(d, g1), [
     { ...m(111, 'portmap'), backend: '198.18.0.100' },
-    { backend: '198.18.0.100', port: 445, service: 'smb', proto: 'CIFS', level: 'rw', shares: [{ id: 'smb', level: 'rw' }], smb: { minDialect: 0x0300, encryptionRequired: false, shares: ['smb'] } },
+    { backend: '198.18.0.100', port: 445, service: 'smb', proto: 'CIFS', level: 'rw', shares: [{ id: 'smb', level: 'rw' }], smb: { minDialect: 0x0300, encryptionRequired: false, shares: ['smb'], steer: false } },
     { ...m(2049, 'nfs'), backend: '198.18.0.100' },
     { ...m(20048, 'mountd'), backend: '198.18.0.100' },
     { ...m(111, 'portmap'), backend: '198.18.0.99' },
@@ -423,7 +430,7 @@ t.test('compileDesired() output shape', async (t) => {
         guestIp: '169.254.5.2',
         gatewayIp: '169.254.5.1',
         sourceIp: '198.18.0.13',
-        grants: [{ backend: '198.18.0.103', port: 445, service: 'smb', proto: 'CIFS', level: 'ro', shares: [{ id: 'z-smb', level: 'ro' }], smb: { minDialect: 0x0300, encryptionRequired: false, shares: ['z'] } }],
+        grants: [{ backend: '198.18.0.103', port: 445, service: 'smb', proto: 'CIFS', level: 'ro', shares: [{ id: 'z-smb', level: 'ro' }], smb: { minDialect: 0x0300, encryptionRequired: false, shares: ['z'], steer: false } }],
       },
     ],
   });

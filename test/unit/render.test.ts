@@ -179,6 +179,24 @@ t.test('renderRules() proxy plane: grants are redirected to their own listener, 
   t.notOk(renderRules({ desired: d, existing: EMPTY, proxyPorts: ports }).includes('SNAT'), 'the proxy binds the source IP itself: no SNAT');
 });
 
+t.test('renderRules() kernel plane steers SMB grants with a domain policy through the proxy, the rest stay forwarded', async (t) => {
+  const y = labYaml('kernel');
+  const acme = (y.domains['acme.yaml'] ?? '').replace('sourceIp: 198.18.0.11\n', 'sourceIp: 198.18.0.11\nsmb: { minDialect: "3.1.1" }\n');
+  const d = compileDesired(configFrom(y.daemon, { ...y.domains, 'acme.yaml': acme }));
+  const smbKey = proxyKey('acme/g1', '198.18.0.100', 445);
+  const ports = new Map([[smbKey, 40100]]);
+  const text = renderRules({ desired: d, existing: EMPTY, proxyPorts: ports });
+  const rs = new Ruleset(text);
+  const g1 = { iif: 'sgwt-g1', oif: 'vb', src: '169.254.1.2', proto: 'tcp' as const, sport: 40000 };
+  t.match(rs.trace({ ...g1, dst: '198.18.0.100', dport: 445 }, LOCAL), { verdict: 'ACCEPT', path: 'local', dst: '169.254.1.1', dport: 40100 }, 'SMB: to the proxy listener');
+  t.match(rs.trace({ ...g1, dst: '198.18.0.100', dport: 2049 }, LOCAL), { verdict: 'ACCEPT', path: 'forward', src: '198.18.0.11' }, 'NFS: kernel fast path with SNAT');
+  t.notOk(/--dport 445 .*-j ACCEPT/.test(text.split('\n').filter((l) => l.startsWith('-A SGW-FWD-')).join('\n')), 'no forward accept for the steered grant');
+  const unopened = new Ruleset(renderRules({ desired: d, existing: EMPTY, proxyPorts: new Map() }));
+  t.match(unopened.trace({ ...g1, dst: '198.18.0.100', dport: 445 }, LOCAL), { verdict: 'REJECT' }, 'a steered grant whose listener is not open is refused, never forwarded unchecked');
+  const plain = compileDesired(configFrom(y.daemon, y.domains));
+  t.notOk(renderRules({ desired: plain, existing: EMPTY, proxyPorts: new Map() }).includes('DNAT'), 'without a domain SMB policy nothing is steered');
+});
+
 t.test('renderRules() proxy plane leaves out grants whose listener is not open', async (t) => {
   const d = desired('proxy');
   const text = renderRules({ desired: d, existing: EMPTY, proxyPorts: new Map() });

@@ -49,10 +49,10 @@ t.test('a new tunnel address or interface or source IP cuts all flows of the gue
 });
 
 t.test('a changed SMB policy (floor, encryption, shares) cuts that grant so the new policy applies on reconnect', async (t) => {
-  const smb = (over: Partial<NonNullable<Grant['smb']>> = {}): Grant => ({ ...grant('198.18.0.100', 445), smb: { minDialect: 0x0300, encryptionRequired: false, shares: ['acme'], ...over } });
+  const smb = (over: Partial<NonNullable<Grant['smb']>> = {}): Grant => ({ ...grant('198.18.0.100', 445), smb: { minDialect: 0x0300, encryptionRequired: false, shares: ['acme'], steer: false, ...over } });
   const before = state(guest('acme/g1', [smb()]));
   t.same(revocations(before, state(guest('acme/g1', [smb()]))), [], 'same policy: nothing cut');
-  for (const over of [{ minDialect: 0x0311 }, { encryptionRequired: true }, { shares: ['acme', 'more'] }]) {
+  for (const over of [{ minDialect: 0x0311 }, { encryptionRequired: true }, { shares: ['acme', 'more'] }, { steer: true }]) {
     t.same(revocations(before, state(guest('acme/g1', [smb(over)]))).map((r) => r.reason), ['policy-changed'], JSON.stringify(over));
   }
 });

@@ -1,4 +1,5 @@
 import type { DesiredState, Grant, GuestState } from '../../model/desired';
+import { grantPlane } from '../../policy/policy';
 import { chainName, comment, ENTRY_CHAINS, JUMP_COMMENT, PREFIX, TABLES } from './chains';
 import type { Table } from './chains';
 import { ruleChain, ruleTarget, tableOf } from './save-parse';
@@ -84,11 +85,17 @@ export function renderRules(input: RenderInput): string {
     rules.filter.push(`-A ${inp} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
     rules.filter.push(`-A ${inp} -p icmp -m icmp --icmp-type 8 -m limit --limit 10/sec -j ACCEPT`);
 
-    if (proxy) {
-      renderProxyGuest(g, input.proxyPorts, rules, inp);
-    } else {
+    // Each grant on its plane: the proxy's grants are DNATed to their
+    // listeners, the kernel's are forwarded (and NATed below).
+    const viaProxy = g.grants.filter((gr) => grantPlane(desired.dataplane, gr) === 'proxy');
+    if (viaProxy.length > 0) {
+      renderProxyGrants(g, viaProxy, input.proxyPorts, rules, inp);
+    }
+    if (!proxy) {
       for (const gr of g.grants) {
-        rules.filter.push(`-A ${fwd} -d ${gr.backend}/32 -p tcp -m tcp --dport ${gr.port} ${comment(grantTag(tag, gr))} -j ACCEPT`);
+        if (grantPlane(desired.dataplane, gr) === 'kernel') {
+          rules.filter.push(`-A ${fwd} -d ${gr.backend}/32 -p tcp -m tcp --dport ${gr.port} ${comment(grantTag(tag, gr))} -j ACCEPT`);
+        }
       }
       // Keep privileged source ports privileged: NFS servers with `secure`
       // exports refuse others. NAT keeps the original port when it is free.
@@ -110,10 +117,10 @@ export function renderRules(input: RenderInput): string {
   return `${out.join('\n')}\n`;
 }
 
-function renderProxyGuest(g: GuestState, ports: ReadonlyMap<string, number> | undefined, rules: Lines, inp: string): void {
+function renderProxyGrants(g: GuestState, grants: readonly Grant[], ports: ReadonlyMap<string, number> | undefined, rules: Lines, inp: string): void {
   const tag = `sharegw ${g.key}`;
   const local: number[] = [];
-  for (const gr of g.grants) {
+  for (const gr of grants) {
     const lp = ports?.get(proxyKey(g.key, gr.backend, gr.port));
     if (lp === undefined) {
       continue;
