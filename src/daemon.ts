@@ -403,16 +403,15 @@ export class Daemon {
       for (const r of revs) {
         this.counters.inc('sharegw_revocations_total', { reason: r.reason });
       }
-      const what = revs.map((r) => `${r.guestKey} ${r.backend}:${r.port} ${r.reason}`);
       const viaProxy = revs.filter((r) => planeOf(r) === 'proxy');
       const viaKernel = revs.filter((r) => planeOf(r) === 'kernel');
       if (viaProxy.length > 0 && this.proxy !== null) {
         const cut = this.proxy.revoke(viaProxy);
         this.counters.inc('sharegw_flows_cut_total', { plane: 'proxy' }, cut);
-        this.log.info({ revoked: what, flowsCut: cut, ms: Math.round(performance.now() - t0) }, 'access revoked; established proxied flows cut');
+        this.log.info({ plane: 'proxy', revoked: viaProxy.map((r) => `${r.guestKey} ${r.backend}:${r.port} ${r.reason}`), flowsCut: cut, ms: Math.round(performance.now() - t0) }, 'access revoked; established flows cut');
       }
       if (viaKernel.length > 0) {
-        this.log.info({ revoked: viaKernel.map((r) => `${r.guestKey} ${r.backend}:${r.port} ${r.reason}`), ms: Math.round(performance.now() - t0) }, 'access revoked; established kernel flows cut at their next packet');
+        this.log.info({ plane: 'kernel', revoked: viaKernel.map((r) => `${r.guestKey} ${r.backend}:${r.port} ${r.reason}`), ms: Math.round(performance.now() - t0) }, 'access revoked; established flows cut at their next packet');
         const tuples = viaKernel.map((r) => ({ src: r.guestIp, dst: r.backend, dport: r.port, sourceIp: this.sourceOf(r.guestKey) }));
         const timer = setTimeout(() => void this.flushConntrack(tuples), CONNTRACK_GRACE_MS);
         timer.unref();
