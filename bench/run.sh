@@ -5,26 +5,7 @@
 # lab down again, whatever happens. Settings: see bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "bench: must run as root (network namespaces, iptables)" >&2; exit 1; }
-
-if [ ! -d node_modules ]; then
-  echo "== npm ci"
-  npm ci --no-audit --no-fund
-fi
-echo "== build"
-npx tsc -p tsconfig.json
-
-echo "== lab: install packages, namespaces, servers"
-bash test/lab/lab.sh install
-bash test/lab/lab.sh up
-
-cleanup() {
-  if [ "${BENCH_KEEP_LAB:-0}" != 1 ]; then
-    echo "== lab down"
-    bash test/lab/lab.sh down >/dev/null 2>&1 || true
-  fi
-}
-trap cleanup EXIT
+NAME=bench KEEP_VAR=BENCH_KEEP_LAB . scripts/lab-session.sh
 # 10,000 idle connections through a proxy hold 20,000 descriptors in it, and
 # as many in the guest's client and the backend's sink.
 ulimit -Hn 262144 2>/dev/null || echo "bench: cannot raise the open-files limit (now $(ulimit -Hn)); fewer idle connections"

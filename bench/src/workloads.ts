@@ -190,20 +190,12 @@ export async function* runWorkloads(ctx: Context, only: ReadonlySet<string> | nu
     return { 'nfs-read': mibs(s.bytes, secs), 'cpu-host': host / gib, 'cpu-gw': gw / gib };
   });
 
-  yield* attempt(['nfs-write'], async () => {
-    // A new name each time: nfs-ganesha caches directory entries, so a file
-    // removed behind its back would still "exist" for the next CREATE.
-    const name = `${NFS_UPLOAD}-${process.pid}-${++uploads}`;
-    const dst = path.join(DATA, 'acme', name);
-    // NFSv3: libnfs's NFSv4 writes fail past a few KiB (a libnfs bug; see the lab README).
-    const { secs } = await inGuest('nfs-cp write', 'nfs-cp', [ctx.srcFile, `nfs://${ACME}/export/acme/${name}?version=3`]);
-    const ok = fs.statSync(dst).size === s.bytes && (!ctx.verify || sha256File(dst) === ctx.srcSum);
-    fs.rmSync(dst, { force: true });
-    if (!ok) {
-      throw new Error('nfs-cp write: the backend file differs from the source');
-    }
-    return { 'nfs-write': mibs(s.bytes, secs) };
-  });
+  // A new name each time: nfs-ganesha caches directory entries, so a file
+  // removed behind its back would still "exist" for the next CREATE.
+  // NFSv3: libnfs's NFSv4 writes fail past a few KiB (a libnfs bug; see the lab README).
+  yield* attempt(['nfs-write'], () =>
+    upload(ctx, 'nfs-write', 'nfs-cp write', `${NFS_UPLOAD}-${process.pid}-${++uploads}`, (name) => ['nfs-cp', [ctx.srcFile, `nfs://${ACME}/export/acme/${name}?version=3`]]),
+  );
 
   yield* attempt(['smb-read'], async () => {
     const { secs } = await inGuest('smbclient get', 'smbclient', [`//${ACME}/acme`, ...SMB_ACME, '-c', `get ${ctx.readName} ${OUT}`]);
@@ -215,17 +207,7 @@ export async function* runWorkloads(ctx: Context, only: ReadonlySet<string> | nu
     return { 'smb-read': mibs(s.bytes, secs) };
   });
 
-  yield* attempt(['smb-write'], async () => {
-    const dst = path.join(DATA, 'acme', SMB_UPLOAD);
-    fs.rmSync(dst, { force: true });
-    const { secs } = await inGuest('smbclient put', 'smbclient', [`//${ACME}/acme`, ...SMB_ACME, '-c', `put ${ctx.srcFile} ${SMB_UPLOAD}`]);
-    const ok = fs.statSync(dst).size === s.bytes && (!ctx.verify || sha256File(dst) === ctx.srcSum);
-    fs.rmSync(dst, { force: true });
-    if (!ok) {
-      throw new Error('smbclient put: the backend file differs from the source');
-    }
-    return { 'smb-write': mibs(s.bytes, secs) };
-  });
+  yield* attempt(['smb-write'], () => upload(ctx, 'smb-write', 'smbclient put', SMB_UPLOAD, (name) => ['smbclient', [`//${ACME}/acme`, ...SMB_ACME, '-c', `put ${ctx.srcFile} ${name}`]]));
 
   yield* attempt(['smb-small'], async () => {
     const cmds = Array.from({ length: s.smallReads }, () => `get ${SMALL_FILE} /dev/null`).join('; ');
@@ -248,6 +230,20 @@ export async function* runWorkloads(ctx: Context, only: ReadonlySet<string> | nu
   });
 
   yield* attempt(['mem-idle'], async () => ({ 'mem-idle': await idleMemory(ctx) }));
+}
+
+/** Writes the source file to acme's share as `name` with `command`, checks what landed, removes it. */
+async function upload(ctx: Context, workload: string, what: string, name: string, command: (name: string) => [string, string[]]): Promise<Record<string, number>> {
+  const dst = path.join(DATA, 'acme', name);
+  fs.rmSync(dst, { force: true });
+  const [cmd, args] = command(name);
+  const { secs } = await inGuest(what, cmd, args);
+  const ok = fs.existsSync(dst) && fs.statSync(dst).size === ctx.settings.bytes && (!ctx.verify || sha256File(dst) === ctx.srcSum);
+  fs.rmSync(dst, { force: true });
+  if (!ok) {
+    throw new Error(`${what}: the backend file differs from the source`);
+  }
+  return { [workload]: mibs(ctx.settings.bytes, secs) };
 }
 
 /**
