@@ -44,6 +44,18 @@ export const domainTopSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'must be 1-63 chars of a-z 0-9 _ . - starting alphanumeric'),
   project: nonEmpty,
   shareNetwork: nonEmpty.optional(),
+  /** Identity policy for AUTH_SYS calls to the domain's NFS shares (enforced by the proxy). */
+  nfs: z
+    .strictObject({
+      /** uid/gid 0 become anonUid/anonGid (default true once an nfs block is given). */
+      rootSquash: z.boolean().optional(),
+      anonUid: z.number().int().min(0).max(0xffffffff).optional(),
+      anonGid: z.number().int().min(0).max(0xffffffff).optional(),
+      /** Allowed uid and gid ranges, "FROM-TO" or a single id; calls outside are refused. */
+      uids: z.array(z.union([z.string(), z.number().int().min(0)])).optional(),
+      gids: z.array(z.union([z.string(), z.number().int().min(0)])).optional(),
+    })
+    .optional(),
   /** SMB policy of the domain's CIFS shares (enforced by the proxy). */
   smb: z
     .strictObject({

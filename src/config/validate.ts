@@ -307,7 +307,44 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
   if (broken) {
     return null;
   }
-  const domain: Domain = { file: src.file, name: f.name, project: f.project, sourceIp, guests, shares, smb: { minDialect: DIALECTS[f.smb?.minDialect ?? '3.0'] ?? 0x0300, explicit: f.smb !== undefined } };
+  let nfs: Domain['nfs'] = null;
+  if (f.nfs !== undefined) {
+    const ranges = (key: 'uids' | 'gids'): { from: number; to: number }[] | null => {
+      const raw = f.nfs?.[key];
+      if (raw === undefined) {
+        return null;
+      }
+      const list: { from: number; to: number }[] = [];
+      raw.forEach((r, i) => {
+        const m = typeof r === 'number' ? [String(r), String(r), String(r)] : /^(\d{1,10})(?:-(\d{1,10}))?$/.exec(r.trim());
+        const from = Number(m?.[1]);
+        const to = Number(m?.[2] ?? m?.[1]);
+        if (m === null || from > to || to > 0xffffffff) {
+          out.push(src.problem(['nfs', key, i], 'SGW_ERR_CONFIG_SCHEMA', `"${String(r)}" is not an id or a range FROM-TO (0-4294967295)`));
+          return;
+        }
+        list.push({ from, to });
+      });
+      return list;
+    };
+    nfs = {
+      rootSquash: f.nfs.rootSquash ?? true,
+      anonUid: f.nfs.anonUid ?? 65534,
+      anonGid: f.nfs.anonGid ?? 65534,
+      uids: ranges('uids'),
+      gids: ranges('gids'),
+    };
+  }
+  const domain: Domain = {
+    file: src.file,
+    name: f.name,
+    project: f.project,
+    sourceIp,
+    guests,
+    shares,
+    smb: { minDialect: DIALECTS[f.smb?.minDialect ?? '3.0'] ?? 0x0300, explicit: f.smb !== undefined },
+    nfs,
+  };
   if (f.shareNetwork !== undefined) {
     domain.shareNetwork = f.shareNetwork;
   }

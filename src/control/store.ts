@@ -91,6 +91,8 @@ const ipText = z.string().refine((s) => parseIp(s)?.text === s, { message: 'not 
 const port = z.number().int().min(1).max(65535);
 const level = z.enum(['rw', 'ro']);
 
+const idRange = z.strictObject({ from: z.number().int().min(0), to: z.number().int().min(0) });
+
 const grantSchema = z.strictObject({
   backend: ipText,
   port,
@@ -99,6 +101,16 @@ const grantSchema = z.strictObject({
   level,
   shares: z.array(z.strictObject({ id: nonEmpty, level })),
   smb: z.strictObject({ minDialect: z.number().int().min(0).max(0xffff), encryptionRequired: z.boolean(), shares: z.array(z.string()), steer: z.boolean() }).optional(),
+  nfs: z
+    .strictObject({
+      readOnly: z.boolean(),
+      identity: z
+        .strictObject({ rootSquash: z.boolean(), anonUid: z.number().int(), anonGid: z.number().int(), uids: z.array(idRange).nullable(), gids: z.array(idRange).nullable() })
+        .nullable(),
+      exports: z.array(z.string()),
+      steer: z.boolean(),
+    })
+    .optional(),
 });
 
 const guestSchema = z.strictObject({

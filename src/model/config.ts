@@ -41,6 +41,15 @@ export interface Share {
   encryptionRequired: boolean;
 }
 
+/** A domain's identity policy for AUTH_SYS calls (null: none). */
+export interface NfsSettings {
+  rootSquash: boolean;
+  anonUid: number;
+  anonGid: number;
+  uids: { from: number; to: number }[] | null;
+  gids: { from: number; to: number }[] | null;
+}
+
 /** A domain's SMB policy (MS-SMB2 dialect revision numbers). */
 export interface SmbSettings {
   minDialect: number;
@@ -58,6 +67,7 @@ export interface Domain {
   guests: Guest[];
   shares: Share[];
   smb: SmbSettings;
+  nfs: NfsSettings | null;
 }
 
 export interface ProxySettings {

@@ -27,6 +27,17 @@ export interface SmbGrantPolicy {
   steer: boolean;
 }
 
+/** What the NFS proxy enforces on one (guest, backend, nfs or mountd port) grant. */
+export interface NfsGrantPolicy {
+  /** Every granting share is ro: mutating NFSv3 calls get NFS3ERR_ROFS. */
+  readOnly: boolean;
+  identity: { rootSquash: boolean; anonUid: number; anonGid: number; uids: { from: number; to: number }[] | null; gids: { from: number; to: number }[] | null } | null;
+  /** Export paths of the granted NFS shares on this backend (MOUNT checks), sorted. */
+  exports: string[];
+  /** ro or an identity policy: with `dataplane: kernel` the grant is steered through the proxy. */
+  steer: boolean;
+}
+
 /** A guest may open TCP connections to backend:port. */
 export interface Grant {
   backend: string;
@@ -38,6 +49,8 @@ export interface Grant {
   shares: GrantShare[];
   /** Set on SMB grants: the policy the proxy applies at NEGOTIATE, SESSION_SETUP and TREE_CONNECT. */
   smb?: SmbGrantPolicy | undefined;
+  /** Set on NFS and mountd grants that carry a policy (ro, identity) or need MOUNT checks. */
+  nfs?: NfsGrantPolicy | undefined;
 }
 
 /** Everything the data planes need to know about one guest. */

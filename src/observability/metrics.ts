@@ -51,6 +51,7 @@ const HELP: Record<string, string> = {
   sharegw_proxy_bytes_total: 'Bytes relayed by the proxy, by domain and direction',
   sharegw_proxy_backend_errors_total: 'Backend connection errors, by errno code',
   sharegw_protocol_refusals_total: 'Sessions the protocol-aware proxy refused, by protocol and reason (smb1, dialect, unencrypted, share, malformed)',
+  sharegw_protocol_answers_total: 'Calls the gateway answered itself instead of the backend, by protocol and reason (rofs, uid-range, mount-denied)',
   sharegw_protocol_errors_total: 'Malformed protocol bytes that closed a session, by protocol and error code',
   sharegw_proxy_listen_errors_total: 'Proxy listeners that could not open, by code',
   sharegw_state_load_errors_total: 'Unusable state files at start, by code',

@@ -85,6 +85,14 @@ export function grantsFor(domain: Domain, guest: Guest): Grant[] {
         if (!g.shares.some((s) => s.id === share.id)) {
           g.shares.push({ id: share.id, level });
         }
+        if ((service === 'nfs' || service === 'mountd') && share.proto === 'NFS') {
+          // The grant's own level is settled after the loop; collect paths now.
+          const nfs = (g.nfs ??= { readOnly: false, identity: domain.nfs, exports: [], steer: domain.nfs !== null });
+          if (!nfs.exports.includes(loc.path)) {
+            nfs.exports.push(loc.path);
+            nfs.exports.sort();
+          }
+        }
         if (service === 'smb') {
           const smb = (g.smb ??= { minDialect: domain.smb.minDialect, encryptionRequired: false, shares: [], steer: domain.smb.explicit });
           smb.encryptionRequired ||= share.encryptionRequired;
@@ -98,6 +106,17 @@ export function grantsFor(domain: Domain, guest: Guest): Grant[] {
         if (level === 'rw') {
           g.level = 'rw';
         }
+      }
+    }
+  }
+  for (const g of byKey.values()) {
+    if (g.nfs !== undefined) {
+      g.nfs.readOnly = g.level === 'ro';
+      g.nfs.steer ||= g.nfs.readOnly;
+      // Nothing to enforce on the NFS port without ro or identity: no policy,
+      // a plain relay. The mountd port always carries MOUNT checks.
+      if (g.service === 'nfs' && !g.nfs.readOnly && g.nfs.identity === null) {
+        delete g.nfs;
       }
     }
   }
@@ -115,7 +134,7 @@ function compareGrant(a: Grant, b: Grant): number {
  * the kernel fast path.
  */
 export function grantPlane(dataplane: DesiredState['dataplane'], gr: Grant): 'kernel' | 'proxy' {
-  return dataplane === 'proxy' || gr.smb?.steer === true ? 'proxy' : 'kernel';
+  return dataplane === 'proxy' || gr.smb?.steer === true || gr.nfs?.steer === true ? 'proxy' : 'kernel';
 }
 
 /** The part of a desired state the proxy carries: every guest, only its proxied grants. */

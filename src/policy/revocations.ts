@@ -45,7 +45,7 @@ export function revocations(prev: DesiredState | null, next: DesiredState): Revo
         out.push({ guestKey: old.key, guestIp: old.guestIp, backend: gr.backend, port: gr.port, reason: 'grant-removed' });
       } else if (n.level !== gr.level) {
         out.push({ guestKey: old.key, guestIp: old.guestIp, backend: gr.backend, port: gr.port, reason: 'level-changed' });
-      } else if (!sameSmbPolicy(gr.smb, n.smb)) {
+      } else if (!sameSmbPolicy(gr.smb, n.smb) || JSON.stringify(gr.nfs ?? null) !== JSON.stringify(n.nfs ?? null)) {
         // Sessions were admitted under the old SMB policy (floor, encryption, shares).
         out.push({ guestKey: old.key, guestIp: old.guestIp, backend: gr.backend, port: gr.port, reason: 'policy-changed' });
       }

@@ -9,25 +9,18 @@ import { ProtocolError } from '../errors';
 import { Framer } from './framer';
 import { SmbInspector } from './smb-policy';
 import type { SmbPolicy, SmbRefusal } from './smb-policy';
+import type { Relay, StreamTransform } from './relay';
 import { smbFramerSpec } from './smb2';
 
-export interface Refusal {
+/** Why the SMB policy refused, from one direction's check. */
+export interface SmbRefusalOf {
   reason: SmbRefusal;
-  /** Set when malformed bytes caused it. */
   code?: string;
   detail: string;
 }
 
-/** What a protocol-aware session asks of the bytes it relays. */
-export interface StreamInspector {
-  up(chunk: Buffer): Refusal | null;
-  down(chunk: Buffer): Refusal | null;
-  /** Inspection of that direction is over; the relay may stop calling. */
-  readonly upDone: boolean;
-  readonly downDone: boolean;
-}
-
-export class SmbStream implements StreamInspector {
+export class SmbStream implements StreamTransform {
+  readonly proto = 'smb';
   private readonly upFramer: Framer;
   private readonly downFramer: Framer;
   private readonly inspector: SmbInspector;
@@ -46,16 +39,27 @@ export class SmbStream implements StreamInspector {
     return this.inspector.downDone;
   }
 
-  up(chunk: Buffer): Refusal | null {
+  /** Checks and passes the chunk as it is (the SMB policy never rewrites). */
+  fromGuest(chunk: Buffer): Relay {
+    const r = this.upDone ? null : this.up(chunk);
+    return r === null ? { toBackend: [chunk], toGuest: [] } : { toBackend: [], toGuest: [], refusal: { proto: 'smb', ...r } };
+  }
+
+  fromBackend(chunk: Buffer): Relay {
+    const r = this.downDone ? null : this.down(chunk);
+    return r === null ? { toBackend: [], toGuest: [chunk] } : { toBackend: [], toGuest: [], refusal: { proto: 'smb', ...r } };
+  }
+
+  up(chunk: Buffer): SmbRefusalOf | null {
     return this.walk(this.upFramer, chunk, (head) => this.inspector.up(head));
   }
 
-  down(chunk: Buffer): Refusal | null {
+  down(chunk: Buffer): SmbRefusalOf | null {
     return this.walk(this.downFramer, chunk, (head) => this.inspector.down(head));
   }
 
-  private walk(framer: Framer, chunk: Buffer, check: (head: Buffer) => ReturnType<SmbInspector['up']>): Refusal | null {
-    let refusal: Refusal | null = null;
+  private walk(framer: Framer, chunk: Buffer, check: (head: Buffer) => ReturnType<SmbInspector['up']>): SmbRefusalOf | null {
+    let refusal: SmbRefusalOf | null = null;
     const err = framer.push(chunk, (f) => {
       const v = check(f.head);
       if (v.ok) {

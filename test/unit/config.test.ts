@@ -1094,3 +1094,15 @@ t.test('SMB policy needs no warning on the kernel plane: its grants are steered 
   t.same(k.warnings, []);
   t.equal(k.config?.domains[0]?.smb.explicit, true);
 });
+
+t.test('NFS identity policy: defaults, ranges, and their mistakes', async (t) => {
+  const base = 'name: acme\nproject: p\nsourceIp: 198.18.0.11\n';
+  t.equal(validate(DAEMON, { 'acme.yaml': base }).config?.domains[0]?.nfs, null, 'no nfs block: no identity policy');
+  const d = validate(DAEMON, { 'acme.yaml': `${base}nfs: { uids: ["1000-59999", 65534], gids: ["100"] }\n` });
+  t.same(d.problems, []);
+  t.same(d.config?.domains[0]?.nfs, { rootSquash: true, anonUid: 65534, anonGid: 65534, uids: [{ from: 1000, to: 59999 }, { from: 65534, to: 65534 }], gids: [{ from: 100, to: 100 }] }, 'root squash on by default once the block is there');
+  const off = validate(DAEMON, { 'acme.yaml': `${base}nfs: { rootSquash: false, anonUid: 99 }\n` });
+  t.match(off.config?.domains[0]?.nfs, { rootSquash: false, anonUid: 99, uids: null });
+  const bad = validate(DAEMON, { 'acme.yaml': `${base}nfs: { uids: ["5-1", "x"] }\n` });
+  t.same(briefs(bad.problems), ['acme.yaml:4:15 /nfs/uids/0 SGW_ERR_CONFIG_SCHEMA', 'acme.yaml:4:22 /nfs/uids/1 SGW_ERR_CONFIG_SCHEMA']);
+});

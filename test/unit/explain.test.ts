@@ -168,7 +168,15 @@ t.test('explain() resolves the guest by instance id and by tunnel, with the same
 t.test('explain() with ro and rw rules, an IPv6 tenant address and an ignored user rule', async (t) => {
   const e = ex('g3', '198.18.0.100:32767');
   t.equal(e.allowed, true);
-  t.strictSame(e.grant, { backend: '198.18.0.100', port: 32767, service: 'mountd', proto: 'NFS', level: 'rw', shares: [{ id: 'gamma-v3', level: 'rw' }] });
+  t.strictSame(e.grant, {
+    backend: '198.18.0.100',
+    port: 32767,
+    service: 'mountd',
+    proto: 'NFS',
+    level: 'rw',
+    shares: [{ id: 'gamma-v3', level: 'rw' }],
+    nfs: { readOnly: false, identity: null, exports: ['/export/gamma'], steer: false },
+  });
   t.strictSame(e.shares.map((s) => s.rules), [
     [
       { index: 0, type: 'user', accessTo: 'alice', level: 'rw', matches: [], result: 'ignored' },

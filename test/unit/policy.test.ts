@@ -57,7 +57,7 @@ function guest(instance: string, addresses: string[], n = 1): Guest {
 }
 
 function domain(name: string, sourceIp: string, guests: Guest[], shares: Share[]): Domain {
-  return { file: `/etc/sharegw/domains.d/${name}.yaml`, name, project: `project-${name}`, sourceIp: ip(sourceIp), guests, shares, smb: { minDialect: 0x0300, explicit: false } };
+  return { file: `/etc/sharegw/domains.d/${name}.yaml`, name, project: `project-${name}`, sourceIp: ip(sourceIp), guests, shares, smb: { minDialect: 0x0300, explicit: false }, nfs: null };
 }
 
 t.test('PORTS are the well-known ports', async (t) => {
@@ -236,7 +236,16 @@ t.test('decide() NFSv3 ports and a configured mountd port', async (t) => {
   for (const [port, service] of want) {
     t.strictSame(decide(d, g1, ip('198.18.0.100'), port), {
       allow: true,
-      grant: { backend: '198.18.0.100', port, service, proto: 'NFS', level: 'ro', shares: [{ id: 'v3', level: 'ro' }] },
+      grant: {
+        backend: '198.18.0.100',
+        port,
+        service,
+        proto: 'NFS',
+        level: 'ro',
+        shares: [{ id: 'v3', level: 'ro' }],
+        // ro on the NFS and mountd ports: the proxy answers mutating calls and checks mounts
+        ...(service === 'portmap' ? {} : { nfs: { readOnly: true, identity: null, exports: ['/export/v3'], steer: true } }),
+      },
     }, `port ${port} (${service})`);
   }
   t.strictSame(decide(d, g1, ip('198.18.0.100'), 20048), {
@@ -367,15 +376,23 @@ t.test('grantsFor() merges, dedupes and sorts', async (t) => {
     share('v6', 'NFS', ['[2001:db8::100]:/export/v6'], [rule('ip', '198.19.0.0/16', 'rw')]),
     share('denied', 'NFS', ['198.18.0.50:/export/d'], [rule('ip', '198.20.0.0/16', 'rw')]),
   ]);
-  const m = (port: number, service: Grant['service']): Grant => ({ backend: '', port, service, proto: 'NFS', level: 'ro', shares: [{ id: 'multi', level: 'ro' }] });
+  const m = (port: number, service: Grant['service'], exports = ['/export/m', '/export/m2']): Grant => ({
+    backend: '',
+    port,
+    service,
+    proto: 'NFS',
+    level: 'ro',
+    shares: [{ id: 'multi', level: 'ro' }],
+    ...(service === 'portmap' ? {} : { nfs: { readOnly: true, identity: null, exports, steer: true } }),
+  });
   t.strictSame(grantsFor(d, g1), [
     { ...m(111, 'portmap'), backend: '198.18.0.100' },
     { backend: '198.18.0.100', port: 445, service: 'smb', proto: 'CIFS', level: 'rw', shares: [{ id: 'smb', level: 'rw' }], smb: { minDialect: 0x0300, encryptionRequired: false, shares: ['smb'], steer: false } },
     { ...m(2049, 'nfs'), backend: '198.18.0.100' },
     { ...m(20048, 'mountd'), backend: '198.18.0.100' },
     { ...m(111, 'portmap'), backend: '198.18.0.99' },
-    { ...m(2049, 'nfs'), backend: '198.18.0.99' },
-    { ...m(20048, 'mountd'), backend: '198.18.0.99' },
+    { ...m(2049, 'nfs', ['/export/m']), backend: '198.18.0.99' },
+    { ...m(20048, 'mountd', ['/export/m']), backend: '198.18.0.99' },
     { backend: '2001:db8::100', port: 2049, service: 'nfs', proto: 'NFS', level: 'rw', shares: [{ id: 'v6', level: 'rw' }] },
   ]);
   t.strictSame(grantsFor(d, guest('nobody', ['203.0.113.1'])), [], 'a guest no rule matches gets no grants');

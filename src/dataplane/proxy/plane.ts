@@ -5,7 +5,10 @@ import type { DesiredState, GuestState } from '../../model/desired';
 import type { Counters } from '../../observability/counters';
 import type { Logger } from '../../observability/logger';
 import { proxyKey } from '../kernel/render';
+import { RpcStream } from '../../protocols/rpc-stream';
+import type { StreamTransform } from '../../protocols/relay';
 import { SmbStream } from '../../protocols/smb-stream';
+import type { Grant } from '../../model/desired';
 import { Session } from './session';
 import type { CloseReason } from './session';
 
@@ -249,7 +252,6 @@ export class ProxyPlane {
     this.perGuest.set(g.key, n + 1);
     this.counters.inc('sharegw_proxy_connections_total', { domain: g.domain });
     const grant = g.grants.find((gr) => gr.backend === l.backend && gr.port === l.port);
-    const smb = grant?.smb;
     const s = new Session(
       sock,
       {
@@ -259,7 +261,7 @@ export class ProxyPlane {
         connectTimeoutMs: this.settings.connectTimeoutMs,
         idleTimeoutMs: this.settings.idleTimeoutMs,
         keepAliveMs: this.settings.keepAliveMs,
-        ...(smb !== undefined ? { inspector: new SmbStream({ minDialect: smb.minDialect, encryptionRequired: smb.encryptionRequired, shares: new Set(smb.shares) }) } : {}),
+        ...transformFor(grant),
       },
       this.log,
       this.counters,
@@ -272,6 +274,11 @@ export class ProxyPlane {
       { event: 'open', plane: 'proxy', domain: g.domain, guest: g.key, guestPort: sock.remotePort, backend: l.backend, port: l.port, service: grant?.service, shares: grant?.shares.map((x) => x.id) },
       'flow open',
     );
+    s.onAnswered = (answered) => {
+      for (const a of answered) {
+        this.counters.inc('sharegw_protocol_answers_total', { proto: 'nfs', reason: a.reason });
+      }
+    };
     s.start();
   }
 
@@ -286,11 +293,11 @@ export class ProxyPlane {
     this.counters.inc('sharegw_proxy_closed_total', { reason });
     const refusal = s.refusal;
     if (refusal !== null) {
-      this.counters.inc('sharegw_protocol_refusals_total', { proto: 'smb', reason: refusal.reason });
+      this.counters.inc('sharegw_protocol_refusals_total', { proto: refusal.proto, reason: refusal.reason });
       if (refusal.code !== undefined) {
-        this.counters.inc('sharegw_protocol_errors_total', { proto: 'smb', code: refusal.code });
+        this.counters.inc('sharegw_protocol_errors_total', { proto: refusal.proto, code: refusal.code });
       }
-      this.log.warn({ domain, guest: m?.guestKey, backend: m?.backend, port: m?.port, reason: refusal.reason, code: refusal.code, detail: refusal.detail }, 'SMB session refused by policy');
+      this.log.warn({ domain, guest: m?.guestKey, backend: m?.backend, port: m?.port, proto: refusal.proto, reason: refusal.reason, code: refusal.code, detail: refusal.detail }, 'session refused by protocol policy');
     }
     this.counters.inc('sharegw_proxy_bytes_total', { dir: 'up', domain }, b.up);
     this.counters.inc('sharegw_proxy_bytes_total', { dir: 'down', domain }, b.down);
@@ -310,6 +317,7 @@ export class ProxyPlane {
         durationMs: Date.now() - s.startedAt,
         reason,
         ...(refusal !== null ? { refusal: refusal.reason } : {}),
+        ...(Object.keys(s.answered).length > 0 ? { answered: s.answered } : {}),
       },
       'flow close',
     );
@@ -361,4 +369,21 @@ export class ProxyPlane {
       s.close('shutdown');
     }
   }
+}
+
+/**
+ * The protocol-aware transform a grant needs, if any: the SMB policy on SMB
+ * grants; the NFS policy (ro, identity) on NFS grants that carry one, and
+ * MOUNT checks on mountd grants. Everything else is a plain relay.
+ */
+function transformFor(grant: Grant | undefined): { transform?: StreamTransform } {
+  if (grant?.smb !== undefined) {
+    const p = grant.smb;
+    return { transform: new SmbStream({ minDialect: p.minDialect, encryptionRequired: p.encryptionRequired, shares: new Set(p.shares) }) };
+  }
+  if (grant?.nfs !== undefined) {
+    const p = grant.nfs;
+    return { transform: new RpcStream({ readOnly: p.readOnly, identity: p.identity, exports: grant.service === 'mountd' ? p.exports : null }) };
+  }
+  return {};
 }

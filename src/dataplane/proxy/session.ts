@@ -1,7 +1,7 @@
 import * as net from 'node:net';
 import type { Counters } from '../../observability/counters';
 import type { Logger } from '../../observability/logger';
-import type { Refusal, StreamInspector } from '../../protocols/smb-stream';
+import type { Refusal, Relay, StreamTransform } from '../../protocols/relay';
 
 /** Settings a relay needs. */
 export interface RelayOptions {
@@ -11,8 +11,8 @@ export interface RelayOptions {
   connectTimeoutMs: number;
   idleTimeoutMs: number;
   keepAliveMs: number;
-  /** Protocol-aware sessions: checks every chunk each way before it is forwarded. */
-  inspector?: StreamInspector;
+  /** Protocol-aware sessions: every chunk each way goes through it before anything is written. */
+  transform?: StreamTransform;
 }
 
 /** Why a session ended; stable values (logs, counters). */
@@ -46,6 +46,10 @@ export class Session {
   private closed = false;
   /** Why the protocol policy refused this session, if it did. */
   refusal: Refusal | null = null;
+  /** Calls the gateway answered itself, by reason (for the access log). */
+  readonly answered: Record<string, number> = {};
+  /** Called with every batch of calls the gateway answered. */
+  onAnswered: ((a: { reason: string; detail: string }[]) => void) | null = null;
   private halfCloseTimer: NodeJS.Timeout | null = null;
   private onClose: ((s: Session, reason: CloseReason) => void) | null;
 
@@ -128,34 +132,50 @@ export class Session {
     };
     g.once('end', armHalfClose);
     b.once('end', armHalfClose);
-    const insp = this.opts.inspector;
-    if (insp === undefined) {
+    const tf = this.opts.transform;
+    if (tf === undefined) {
       g.pipe(b);
       b.pipe(g);
     } else {
-      this.forward(g, b, (c) => (insp.upDone ? null : insp.up(c)));
-      this.forward(b, g, (c) => (insp.downDone ? null : insp.down(c)));
+      this.forward(g, b, (c) => tf.fromGuest(c));
+      this.forward(b, g, (c) => tf.fromBackend(c));
     }
     g.resume();
   }
 
   /**
-   * pipe() with a check before each chunk: the same backpressure (pause the
-   * source while the sink's buffer is full) and half-close forwarding. A
-   * refused chunk is not forwarded and ends the session.
+   * pipe() through a transform: what it returns is written to each side, with
+   * the same backpressure (pause the source while the sink's buffer is full)
+   * and half-close forwarding. A refusal ends the session before anything of
+   * that chunk is written.
    */
-  private forward(from: net.Socket, to: net.Socket, check: (chunk: Buffer) => Refusal | null): void {
+  private forward(from: net.Socket, to: net.Socket, step: (chunk: Buffer) => Relay): void {
+    const g = this.guest;
     from.on('data', (chunk: Buffer) => {
       if (this.closed) {
         return;
       }
-      const r = check(chunk);
-      if (r !== null) {
-        this.refusal = r;
+      const r = step(chunk);
+      if (r.refusal !== undefined) {
+        this.refusal = r.refusal;
         this.close('refused');
         return;
       }
-      if (!to.write(chunk)) {
+      if (r.answered !== undefined) {
+        for (const a of r.answered) {
+          this.answered[a.reason] = (this.answered[a.reason] ?? 0) + 1;
+        }
+        this.onAnswered?.(r.answered);
+      }
+      const b = this.backendSock;
+      let full = false;
+      for (const x of r.toBackend) {
+        full = b?.write(x) === false || full;
+      }
+      for (const x of r.toGuest) {
+        full = g.write(x) === false || full;
+      }
+      if (full) {
         from.pause();
         to.once('drain', () => from.resume());
       }

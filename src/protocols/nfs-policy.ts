@@ -1,0 +1,131 @@
+/**
+ * The gateway's NFS policy for one call, pure: what to do with an ONC RPC
+ * call from a guest, given its grant.
+ *
+ * - identity (AUTH_SYS, any program): root squash rewrites uid/gid 0 to
+ *   the domain's anonymous ids in place (same length, so the record is
+ *   forwarded as is); a uid or gid outside the allowed ranges gets an
+ *   AUTH_ERROR (AUTH_TOOWEAK) from the gateway. RPCSEC_GSS and other flavors
+ *   pass untouched: their identity is the domain's own Kerberos.
+ * - read-only (NFSv3, RFC 1813): the mutating procedures are answered by the
+ *   gateway with NFS3ERR_ROFS in a well-formed result (status and empty
+ *   wcc_data); reads pass.
+ * - mount checks (MOUNT v3 MNT): only export paths of shares the guest is
+ *   granted on this backend, or paths below them; otherwise MNT3ERR_ACCES.
+ */
+import type { ProtocolError } from '../errors';
+import { acceptedReply, authErrorReply, AUTH_TOOWEAK, decodeString, PROG_MOUNT, PROG_NFS } from './rpc';
+import type { RpcCall } from './rpc';
+
+export interface IdRange {
+  from: number;
+  to: number;
+}
+
+export interface IdentityPolicy {
+  rootSquash: boolean;
+  anonUid: number;
+  anonGid: number;
+  /** null: any id. */
+  uids: IdRange[] | null;
+  gids: IdRange[] | null;
+}
+
+export interface NfsPolicy {
+  readOnly: boolean;
+  identity: IdentityPolicy | null;
+  /** Export paths the guest may mount on this backend; null: no check. */
+  exports: string[] | null;
+}
+
+/** Why the gateway answered or refused; stable values (metrics, access log). */
+export type NfsAction = 'rofs' | 'uid-range' | 'mount-denied';
+
+export type CallVerdict =
+  | { action: 'forward'; patches: { at: number; value: number }[] }
+  | { action: 'answer'; reply: Buffer; reason: NfsAction; detail: string }
+  | { action: 'refuse'; reason: 'malformed'; detail: string; error: ProtocolError };
+
+/** NFSv3 procedures that change the file system, with the size of their empty wcc/attr result after the status. */
+export const NFS3_MUTATING: ReadonlyMap<number, { name: string; failBytes: number }> = new Map([
+  [2, { name: 'SETATTR', failBytes: 8 }],
+  [7, { name: 'WRITE', failBytes: 8 }],
+  [8, { name: 'CREATE', failBytes: 8 }],
+  [9, { name: 'MKDIR', failBytes: 8 }],
+  [10, { name: 'SYMLINK', failBytes: 8 }],
+  [11, { name: 'MKNOD', failBytes: 8 }],
+  [12, { name: 'REMOVE', failBytes: 8 }],
+  [13, { name: 'RMDIR', failBytes: 8 }],
+  [14, { name: 'RENAME', failBytes: 16 }],
+  [15, { name: 'LINK', failBytes: 12 }],
+  [21, { name: 'COMMIT', failBytes: 8 }],
+]);
+
+export const NFS3ERR_ROFS = 30;
+export const MNT3ERR_ACCES = 13;
+const MOUNTPROC3_MNT = 1;
+
+const inRanges = (id: number, ranges: readonly IdRange[] | null): boolean => ranges === null || ranges.some((r) => id >= r.from && id <= r.to);
+
+/** A mount path is allowed if it is a granted export or lies below one. */
+export function mountAllowed(dirpath: string, exports: readonly string[]): boolean {
+  const norm = (p: string): string => (p.length > 1 ? p.replace(/\/+$/, '') : p);
+  const want = norm(dirpath);
+  if (want.split('/').includes('..')) {
+    return false;
+  }
+  return exports.some((e) => {
+    const x = norm(e);
+    return want === x || want.startsWith(x === '/' ? '/' : `${x}/`);
+  });
+}
+
+/**
+ * The verdict for one call whose head is `rec` (the record from its first
+ * byte, at least up to the start of the arguments plus what is read there).
+ */
+export function judgeCall(call: RpcCall, rec: Buffer, policy: NfsPolicy): CallVerdict {
+  const patches: { at: number; value: number }[] = [];
+  const id = policy.identity;
+  if (id !== null && call.sys !== null) {
+    const s = call.sys;
+    if (id.rootSquash && s.uid === 0) {
+      patches.push({ at: s.uidAt, value: id.anonUid });
+    } else if (!inRanges(s.uid, id.uids)) {
+      return { action: 'answer', reply: authErrorReply(call.xid, AUTH_TOOWEAK), reason: 'uid-range', detail: `uid ${s.uid} is outside the domain's allowed range` };
+    }
+    if (id.rootSquash && s.gid === 0) {
+      patches.push({ at: s.gidAt, value: id.anonGid });
+    } else if (!inRanges(s.gid, id.gids)) {
+      return { action: 'answer', reply: authErrorReply(call.xid, AUTH_TOOWEAK), reason: 'uid-range', detail: `gid ${s.gid} is outside the domain's allowed range` };
+    }
+    for (let i = 0; i < s.gids.length; i++) {
+      const g = s.gids[i] as number;
+      if (id.rootSquash && g === 0) {
+        patches.push({ at: s.gidsAt + 4 * i, value: id.anonGid });
+      } else if (!inRanges(g, id.gids)) {
+        return { action: 'answer', reply: authErrorReply(call.xid, AUTH_TOOWEAK), reason: 'uid-range', detail: `aux gid ${g} is outside the domain's allowed range` };
+      }
+    }
+  }
+  if (call.prog === PROG_NFS && call.vers === 3 && policy.readOnly) {
+    const m = NFS3_MUTATING.get(call.proc);
+    if (m !== undefined) {
+      const res = Buffer.alloc(4 + m.failBytes);
+      res.writeUInt32BE(NFS3ERR_ROFS, 0);
+      return { action: 'answer', reply: acceptedReply(call.xid, res), reason: 'rofs', detail: `NFSv3 ${m.name} on a read-only grant` };
+    }
+  }
+  if (call.prog === PROG_MOUNT && call.vers === 3 && call.proc === MOUNTPROC3_MNT && policy.exports !== null) {
+    const dir = decodeString(rec, call.argsAt, 1024, 'MNT dirpath');
+    if (typeof dir !== 'string') {
+      return { action: 'refuse', reason: 'malformed', detail: dir.message, error: dir };
+    }
+    if (!mountAllowed(dir, policy.exports)) {
+      const res = Buffer.alloc(4);
+      res.writeUInt32BE(MNT3ERR_ACCES, 0);
+      return { action: 'answer', reply: acceptedReply(call.xid, res), reason: 'mount-denied', detail: `MNT ${dir} is not a granted export` };
+    }
+  }
+  return { action: 'forward', patches };
+}
