@@ -1,0 +1,120 @@
+/**
+ * The proxy's NFS policy against real libnfs clients and nfs-ganesha:
+ * read-only grants (reads work, NFSv3 writes get ROFS from the gateway),
+ * root squash (a root write lands as the anonymous uid, where the backend
+ * itself squashes nothing), uid ranges (AUTH_ERROR outside), and MOUNT
+ * checks (another export on the same backend, which the backend would
+ * allow to the domain's source IP, is refused). In the kernel plane the
+ * same policies steer only those grants through the proxy.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import t from 'tap';
+import { DATA, LabDaemon, NS, run } from '../helpers/lab';
+import { labYaml } from '../helpers/configs';
+
+const ACME = '198.18.0.100';
+const PORT = 9613;
+const nfs = (p: string, v: 3 | 4, extra = ''): string => `nfs://${ACME}${p}?version=${v}${extra}`;
+
+async function metric(name: string, labels: string): Promise<number> {
+  const code = `require('http').get({host:'127.0.0.1',port:${PORT},path:'/metrics'},(r)=>{let b='';r.on('data',(d)=>b+=d);r.on('end',()=>process.stdout.write(b))})`;
+  const r = await run(process.execPath, ['-e', code], { ns: NS.gw });
+  const line = r.stdout.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
+  return Number(line?.split(' ').pop() ?? 0);
+}
+const answers = (reason: string): Promise<number> => metric('sharegw_protocol_answers_total', `proto="nfs",reason="${reason}"`);
+
+function daemon(plane: 'kernel' | 'proxy', edit: (acme: string) => string): LabDaemon {
+  const acme = labYaml(plane).domains['acme.yaml'] ?? '';
+  return new LabDaemon({ plane, domains: { 'acme.yaml': edit(acme) }, extra: `metrics: 127.0.0.1:${PORT}\nproxy: { drainTimeout: 2s }\n` });
+}
+
+const roRule = (y: string): string => y.replace('accessRules: [{ accessType: ip, accessTo: 198.19.0.0/24, accessLevel: rw }]', 'accessRules: [{ accessType: ip, accessTo: 198.19.0.0/24, accessLevel: ro }]');
+const withNfs = (block: string) => (y: string): string => y.replace('sourceIp: 198.18.0.11\n', `sourceIp: 198.18.0.11\nnfs: ${block}\n`);
+
+function upload(name: string): string {
+  const src = path.join('/dev/shm', `sgw-nfs-policy-${process.pid}-${name}`);
+  fs.writeFileSync(src, 'x'.repeat(10_000));
+  return src;
+}
+
+for (const plane of ['proxy', 'kernel'] as const) {
+  t.test(`${plane} plane: an ro grant reads, and every NFSv3 write gets ROFS from the gateway`, async (t) => {
+    const d = daemon(plane, roRule);
+    t.teardown(() => d.dispose());
+    await d.start();
+    const st = await d.status();
+    const grants = st.domains.find((x: { name: string }) => x.name === 'acme').guests[0].grants as { backend: string; plane: string }[];
+    t.equal(grants.find((g) => g.backend === `${ACME}:2049`)?.plane, 'proxy', 'the ro NFS grant goes through the proxy');
+    const cat = await run('nfs-cat', [nfs('/export/acme/hello.txt', 3)], { ns: NS.g1 });
+    t.equal(cat.code, 0, cat.stderr);
+    t.match(cat.stdout, /hello from acme/, 'reads work');
+    const name = `ro-${plane}-${process.pid}.txt`;
+    const src = upload(name);
+    t.teardown(() => fs.rmSync(src, { force: true }));
+    const w = await run('nfs-cp', [src, nfs(`/export/acme/${name}`, 3)], { ns: NS.g1 });
+    t.not(w.code, 0, 'the write fails');
+    t.match(w.stderr + w.stdout, /ROFS|read-only|Read-only/i, `the client sees a read-only file system: ${w.stderr.trim()}`);
+    t.notOk(fs.existsSync(path.join(DATA, 'acme', name)), 'nothing reached the backend');
+    t.ok((await answers('rofs')) >= 1, 'answered by the gateway, and counted');
+    t.match(d.log(), /"answered":\{"rofs":\d+\}/, 'the access log says so');
+  });
+}
+
+t.test('root squash: a root write lands as the anonymous uid (the backend squashes nothing itself)', async (t) => {
+  const name = `squash-${process.pid}.txt`;
+  const dst = path.join(DATA, 'acme', name);
+  const src = upload(name);
+  t.teardown(() => {
+    fs.rmSync(src, { force: true });
+    fs.rmSync(dst, { force: true });
+    fs.rmSync(`${dst}.plain`, { force: true });
+  });
+  const plain = daemon('proxy', (y) => y);
+  await plain.start();
+  const w0 = await run('nfs-cp', [src, nfs(`/export/acme/${name}.plain`, 3)], { ns: NS.g1 });
+  await plain.dispose();
+  t.equal(w0.code, 0, w0.stderr);
+  t.equal(fs.statSync(`${dst}.plain`).uid, 0, 'without a policy, root stays root on the backend');
+
+  const d = daemon('proxy', withNfs('{ rootSquash: true, anonUid: 65534, anonGid: 65534 }'));
+  t.teardown(() => d.dispose());
+  await d.start();
+  const w = await run('nfs-cp', [src, nfs(`/export/acme/${name}`, 3)], { ns: NS.g1 });
+  t.equal(w.code, 0, w.stderr);
+  const st = fs.statSync(dst);
+  t.equal(st.uid, 65534, 'owned by the anonymous uid');
+  t.equal(st.gid, 65534, 'and gid');
+});
+
+t.test('uid ranges: a uid outside is refused by the gateway, one inside works', async (t) => {
+  const d = daemon('proxy', withNfs('{ rootSquash: false, uids: ["1000-2000"], gids: ["1000-2000"] }'));
+  t.teardown(() => d.dispose());
+  await d.start();
+  const root = await run('nfs-ls', [nfs('/export/acme', 3)], { ns: NS.g1 });
+  t.not(root.code, 0, 'uid 0 is refused');
+  t.ok((await answers('uid-range')) >= 1, 'with an AUTH_ERROR from the gateway, counted');
+  const user = await run('nfs-ls', [nfs('/export/acme', 3, '&uid=1500&gid=1500')], { ns: NS.g1 });
+  t.equal(user.code, 0, user.stderr);
+  t.match(user.stdout, /hello\.txt/, 'uid 1500 lists the share');
+});
+
+t.test('MOUNT: another export on the same backend is refused; the granted one works', async (t) => {
+  // The backend itself would allow it: acme-private is exported to acme's source IP.
+  const k = daemon('kernel', (y) => y);
+  await k.start();
+  const direct = await run('nfs-ls', [nfs('/export/acme-private', 3)], { ns: NS.g1 });
+  await k.dispose();
+  t.equal(direct.code, 0, 'without mount checks (kernel plane, nothing steered) the backend lets it through');
+
+  const d = daemon('proxy', (y) => y);
+  t.teardown(() => d.dispose());
+  await d.start();
+  const other = await run('nfs-ls', [nfs('/export/acme-private', 3)], { ns: NS.g1 });
+  t.not(other.code, 0, 'through the proxy it is refused');
+  t.equal(await answers('mount-denied'), 1, 'by the gateway (MNT3ERR_ACCES), counted');
+  const own = await run('nfs-ls', [nfs('/export/acme', 3)], { ns: NS.g1 });
+  t.equal(own.code, 0, own.stderr);
+  t.match(own.stdout, /hello\.txt/);
+});
