@@ -17,16 +17,17 @@ const GUEST_IP = '169.254.1.2';
 const SOURCE_IP = '198.18.0.11';
 export const ACME = '198.18.0.100';
 /**
- * The bench's own backends listen on 5201, granted to the guest as the
- * mountd port of an NFSv3 share (`mountdPort` is configurable), so every
- * path carries them like share traffic. Not 2049 or 111: nfs-ganesha and
- * rpcbind hold those on every backend address. Not 445: the proxy checks
- * SMB there, and iperf3 is not SMB.
+ * The bench's own servers live in a namespace of their own (sgwbench-srv,
+ * 198.18.2.0/24 behind the gateway), so they can listen on 2049 (nfs-ganesha
+ * holds *:2049 in the lab's backend namespace). They are granted to the
+ * guest as NFS shares, so every path carries them like share traffic.
  */
-export const BENCH_PORT = 5201;
-export const IPERF = '198.18.0.110';
-/** An echo/hold server on port 445, for the connection workloads. */
-export const SINK = '198.18.0.111';
+export const BENCH_NS = 'sgwbench-srv';
+export const BENCH_PORT = 2049;
+/** An iperf3 server posing as an NFS server. */
+export const IPERF = '198.18.2.10';
+/** An echo/hold server, for the connection workloads. */
+export const SINK = '198.18.2.11';
 
 /** What the other proxies forward: everything the workloads use. */
 const TARGETS: readonly { host: string; port: number }[] = [
@@ -49,15 +50,18 @@ export interface GatewayPath {
   teardown(): Promise<void>;
 }
 
-/** acme's domain file with the two bench backends granted as NFSv3 shares (mountd port 5201). */
-function benchDomains(): Record<string, string> {
-  const acme = labYaml('kernel').domains['acme.yaml'] ?? '';
+/**
+ * acme's domain file with the two bench servers granted as NFS shares; with
+ * `aware`, an NFS identity policy (root squash) and an SMB policy, so the
+ * proxy decodes every RPC call and SMB message.
+ */
+function benchDomains(aware = false): Record<string, string> {
+  const base = labYaml('kernel').domains['acme.yaml'] ?? '';
+  const acme = aware ? base.replace('sourceIp: 198.18.0.11\n', 'sourceIp: 198.18.0.11\nnfs: { rootSquash: true }\nsmb: { minDialect: "3.0" }\n') : base;
   const extra = [IPERF, SINK]
     .map(
       (ip, i) => `  - id: bench-${i === 0 ? 'iperf' : 'sink'}
     proto: NFS
-    nfsv3: true
-    mountdPort: ${BENCH_PORT}
     exportLocations: ["${ip}:/bench"]
     accessRules: [{ accessType: ip, accessTo: 198.19.0.0/24, accessLevel: rw }]
 `,
@@ -182,16 +186,16 @@ function haproxyConfig(base: number): string {
   return `${out.join('\n')}\n`;
 }
 
-function sharegw(plane: 'kernel' | 'proxy'): GatewayPath {
+function sharegw(plane: 'kernel' | 'proxy', aware = false): GatewayPath {
   let daemon: LabDaemon | null = null;
   return {
-    id: plane,
-    title: `sharegw ${plane} plane`,
+    id: aware ? 'proxy-aware' : plane,
+    title: aware ? 'sharegw protocol-aware proxy' : `sharegw ${plane} plane`,
     async setup() {
       await resetGateway();
       // The production sync interval: the tests' 1 s loop would spend the
       // measured CPU on iptables-save. Room for the 10,000 idle connections.
-      daemon = new LabDaemon({ plane, syncInterval: '10s', domains: benchDomains(), extra: 'proxy: { maxConnectionsPerGuest: 30000, drainTimeout: 2s }\n' });
+      daemon = new LabDaemon({ plane, syncInterval: '10s', domains: benchDomains(aware), extra: 'proxy: { maxConnectionsPerGuest: 30000, drainTimeout: 2s }\n' });
       await daemon.start();
     },
     async teardown() {
@@ -217,6 +221,7 @@ export function allPaths(): GatewayPath[] {
     },
     sharegw('kernel'),
     sharegw('proxy'),
+    sharegw('proxy', true),
     peer('haproxy', 'haproxy tcp, splice', 21000, (work) => {
       const cfg = path.join(work, 'haproxy.cfg');
       fs.writeFileSync(cfg, haproxyConfig(21000));
@@ -233,39 +238,61 @@ export function allPaths(): GatewayPath[] {
   ];
 }
 
-/** The protocol-aware proxy is issue 4's; listed so its absence shows in every report. */
-export const NOT_BUILT: readonly { id: string; title: string; why: string }[] = [
-  { id: 'proxy-aware', title: 'sharegw protocol-aware proxy', why: 'not built yet (issue 4)' },
-];
+/** Paths that are not built yet; listed so their absence shows in every report. */
+export const NOT_BUILT: readonly { id: string; title: string; why: string }[] = [];
 
-/** The bench backends: two more addresses on the backend namespace, iperf3 and the sink on them. */
+/**
+ * The bench's servers: a namespace of their own behind the gateway (a veth
+ * from the gateway, 198.18.2.1 there), iperf3 and the sink in it, and a route
+ * to them in guest 1. Returns the teardown, which removes all of it.
+ */
 export async function startBackends(work: string): Promise<() => Promise<void>> {
   const children: ChildProcess[] = [];
   const stop = async (): Promise<void> => {
     await stopAll(children);
-    for (const ip of [IPERF, SINK]) {
-      await run('ip', ['addr', 'del', `${ip}/24`, 'dev', 'eb'], { ns: NS.be });
+    await run('ip', ['route', 'del', '198.18.2.0/24'], { ns: NS.g1 });
+    await run('ip', ['link', 'del', 'sgwbv'], { ns: NS.gw });
+    await run('ip', ['netns', 'del', BENCH_NS]);
+  };
+  await stop();
+  const must = async (args: string[], ns?: string): Promise<void> => {
+    const r = await run('ip', args, ns === undefined ? {} : { ns });
+    if (r.code !== 0) {
+      throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
     }
   };
-  for (const ip of [IPERF, SINK]) {
-    await run('ip', ['addr', 'add', `${ip}/24`, 'dev', 'eb'], { ns: NS.be });
+  try {
+    await must(['netns', 'add', BENCH_NS]);
+    await must(['link', 'set', 'lo', 'up'], BENCH_NS);
+    await must(['link', 'add', 'sgwbv', 'netns', NS.gw, 'type', 'veth', 'peer', 'name', 'srv0', 'netns', BENCH_NS]);
+    await must(['addr', 'add', '198.18.2.1/24', 'dev', 'sgwbv'], NS.gw);
+    await must(['link', 'set', 'sgwbv', 'up'], NS.gw);
+    for (const ip of [IPERF, SINK]) {
+      await must(['addr', 'add', `${ip}/24`, 'dev', 'srv0'], BENCH_NS);
+    }
+    await must(['link', 'set', 'srv0', 'up'], BENCH_NS);
+    await must(['route', 'add', 'default', 'via', '198.18.2.1'], BENCH_NS);
+    await must(['route', 'add', '198.18.2.0/24', 'via', GW_IP, 'dev', 'tun0'], NS.g1);
+  } catch (err) {
+    await stop();
+    throw err;
   }
-  const spawnBe = (cmd: string, args: string[], log: string): void => {
+  const spawnIn = (cmd: string, args: string[], log: string): void => {
     const out = fs.openSync(path.join(work, log), 'a');
-    children.push(spawn('ip', ['netns', 'exec', NS.be, cmd, ...args], { stdio: ['ignore', out, out] }));
+    children.push(spawn('ip', ['netns', 'exec', BENCH_NS, cmd, ...args], { stdio: ['ignore', out, out] }));
     fs.closeSync(out);
   };
-  spawnBe('iperf3', ['-s', '-B', IPERF, '-p', String(BENCH_PORT)], 'iperf3.log');
-  spawnBe(process.execPath, [path.join(ROOT, 'dist/bench/src/peers/sink.js'), SINK, String(BENCH_PORT)], 'sink.log');
+  spawnIn('iperf3', ['-s', '-B', IPERF, '-p', String(BENCH_PORT)], 'iperf3.log');
+  spawnIn(process.execPath, [path.join(ROOT, 'dist/bench/src/peers/sink.js'), SINK, String(BENCH_PORT)], 'sink.log');
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const r = await run('ss', ['-Hltn'], { ns: NS.be });
+    const r = await run('ss', ['-Hltn'], { ns: BENCH_NS });
     if (r.stdout.includes(`${IPERF}:${BENCH_PORT} `) && r.stdout.includes(`${SINK}:${BENCH_PORT} `)) {
       break;
     }
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`bench backends did not come up (logs in ${work})`);
+      throw new Error(`bench servers did not come up (logs in ${work})`);
     }
     await sleep(100);
   }
