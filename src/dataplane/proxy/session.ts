@@ -150,6 +150,7 @@ export class Session {
    * that chunk is written.
    */
   private forward(from: net.Socket, to: net.Socket, step: (chunk: Buffer) => Relay): void {
+    // `to` is where this direction's bytes go; it gets the FIN when `from` ends.
     const g = this.guest;
     from.on('data', (chunk: Buffer) => {
       if (this.closed) {
@@ -167,17 +168,31 @@ export class Session {
         }
         this.onAnswered?.(r.answered);
       }
+      // Either side may be written to from either direction (the gateway's
+      // own answers go to the guest while reading the guest): wait for every
+      // socket whose buffer filled up, not just `to`, before reading on.
       const b = this.backendSock;
-      let full = false;
+      const full: net.Socket[] = [];
       for (const x of r.toBackend) {
-        full = b?.write(x) === false || full;
+        if (b !== null && !b.write(x) && !full.includes(b)) {
+          full.push(b);
+        }
       }
       for (const x of r.toGuest) {
-        full = g.write(x) === false || full;
+        if (!g.write(x) && !full.includes(g)) {
+          full.push(g);
+        }
       }
-      if (full) {
+      if (full.length > 0) {
         from.pause();
-        to.once('drain', () => from.resume());
+        let waiting = full.length;
+        for (const sock of full) {
+          sock.once('drain', () => {
+            if (--waiting === 0) {
+              from.resume();
+            }
+          });
+        }
       }
     });
     from.once('end', () => {

@@ -1,0 +1,67 @@
+/**
+ * A protocol-aware session relays through its transform with pipe()'s
+ * backpressure, over real sockets on 127.0.0.1. The gateway's own answers go
+ * to the guest from the guest's direction: when the guest is slow to read
+ * them, reading from the guest pauses until the *guest's* buffer drains
+ * (waiting for the backend's drain instead would stall the session).
+ */
+import * as net from 'node:net';
+import t from 'tap';
+import { Session } from '../../src/dataplane/proxy/session';
+import type { Relay, StreamTransform } from '../../src/protocols/relay';
+import { Counters } from '../../src/observability/counters';
+import { createLogger } from '../../src/observability/logger';
+
+function listen(server: net.Server): Promise<number> {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
+}
+
+t.test('answers to a slow guest pause the guest side until the guest drains, then everything flows', async (t) => {
+  const ANSWER = Buffer.alloc(256 * 1024, 1);
+  // Every guest chunk goes on to the backend and draws a 256 KiB answer to the guest.
+  const transform: StreamTransform = {
+    proto: 'nfs',
+    fromGuest: (c: Buffer): Relay => ({ toBackend: [c], toGuest: [ANSWER] }),
+    fromBackend: (c: Buffer): Relay => ({ toBackend: [], toGuest: [c] }),
+  };
+  let backendGot = 0;
+  const backend = net.createServer((s) => s.on('data', (d: Buffer) => (backendGot += d.length)));
+  const backendPort = await listen(backend);
+  const front = net.createServer((guestSide) => {
+    const s = new Session(
+      guestSide,
+      { backend: '127.0.0.1', port: backendPort, sourceIp: '127.0.0.1', connectTimeoutMs: 2000, idleTimeoutMs: 0, keepAliveMs: 10_000, transform },
+      createLogger('silent'),
+      new Counters(),
+      () => undefined,
+    );
+    s.start();
+    t.teardown(() => s.close('shutdown'));
+  });
+  const frontPort = await listen(front);
+  t.teardown(() => {
+    front.close();
+    backend.close();
+  });
+
+  const guest = net.connect(frontPort, '127.0.0.1');
+  await new Promise((r) => guest.once('connect', r));
+  guest.pause(); // a guest that does not read its answers yet
+  const SENT = 200 * 64 * 1024;
+  const chunk = Buffer.alloc(64 * 1024, 2);
+  for (let i = 0; i < 200; i++) {
+    guest.write(chunk);
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  t.ok(backendGot < SENT, `with the guest not reading, the gateway stops reading it (${backendGot} of ${SENT} bytes through)`);
+  let answers = 0;
+  guest.on('data', (d: Buffer) => (answers += d.length));
+  guest.resume();
+  const deadline = Date.now() + 10_000;
+  while (backendGot < SENT && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  t.equal(backendGot, SENT, 'once the guest reads, every byte reaches the backend');
+  t.ok(answers > 0, 'and the answers reach the guest');
+  guest.destroy();
+});
