@@ -9,11 +9,16 @@
  *   pass untouched: their identity is the domain's own Kerberos.
  * - read-only (NFSv3, RFC 1813): the mutating procedures are answered by the
  *   gateway with NFS3ERR_ROFS in a well-formed result (status and empty
- *   wcc_data); reads pass.
+ *   wcc_data); reads pass. NFSv4.x (RFC 7530, 8881): a COMPOUND with a
+ *   writing operation (WRITE, CREATE, REMOVE, RENAME, LINK, SETATTR, OPEN for
+ *   write or create, ...) is answered with NFS4ERR_ROFS and no results, none
+ *   of it executed; one the gateway cannot read to the end is too (fail
+ *   closed).
  * - mount checks (MOUNT v3 MNT): only export paths of shares the guest is
  *   granted on this backend, or paths below them; otherwise MNT3ERR_ACCES.
  */
 import type { ProtocolError } from '../errors';
+import { compoundError, NFS4ERR_ROFS, walkCompound } from './nfs4';
 import { acceptedReply, authErrorReply, AUTH_TOOWEAK, decodeString, PROG_MOUNT, PROG_NFS } from './rpc';
 import type { RpcCall } from './rpc';
 
@@ -114,6 +119,18 @@ export function judgeCall(call: RpcCall, rec: Buffer, policy: NfsPolicy): CallVe
       const res = Buffer.alloc(4 + m.failBytes);
       res.writeUInt32BE(NFS3ERR_ROFS, 0);
       return { action: 'answer', reply: acceptedReply(call.xid, res), reason: 'rofs', detail: `NFSv3 ${m.name} on a read-only grant` };
+    }
+  }
+  if (call.prog === PROG_NFS && call.vers === 4 && call.proc === 1 && policy.readOnly) {
+    const w = walkCompound(rec, call.argsAt);
+    if (w instanceof Error) {
+      return { action: 'refuse', reason: 'malformed', detail: w.message, error: w };
+    }
+    // Fail closed: on a read-only grant, a compound the gateway cannot read to
+    // the end might hide a write behind an operation it does not know.
+    if (w.mutating !== null || w.incomplete) {
+      const detail = w.mutating !== null ? `NFSv4.${w.minorVersion} ${w.mutating.name} on a read-only grant` : `NFSv4.${w.minorVersion} compound not understood past operation ${w.ops[w.ops.length - 1] ?? '?'} on a read-only grant`;
+      return { action: 'answer', reply: acceptedReply(call.xid, compoundError(w.tag, NFS4ERR_ROFS)), reason: 'rofs', detail };
     }
   }
   if (call.prog === PROG_MOUNT && call.vers === 3 && call.proc === MOUNTPROC3_MNT && policy.exports !== null) {

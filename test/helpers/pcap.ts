@@ -56,8 +56,10 @@ export async function tcpStreams(file: string): Promise<TcpStream[]> {
     const key = [a, b].sort().join('|');
     let f = flows.get(key);
     if (f === undefined) {
-      // SYN without ACK: the sender is the client; otherwise the lower port is the server.
-      const client = (flags & 0x12) === 0x02 ? a : sport > dport ? a : b;
+      // SYN without ACK: the sender is the client. A capture that starts
+      // mid-connection: a well-known share port is the server's, else the lower port.
+      const known = new Set([111, 445, 2049, 20048]);
+      const client = (flags & 0x12) === 0x02 ? a : known.has(dport) ? a : known.has(sport) ? b : sport > dport ? a : b;
       const server = client === a ? b : a;
       f = { s: { key: `${client}>${server}`, serverPort: Number(server.split(':')[1]), up: [], down: [] }, client, seen: new Set() };
       flows.set(key, f);

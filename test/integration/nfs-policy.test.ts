@@ -40,7 +40,7 @@ function upload(name: string): string {
 }
 
 for (const plane of ['proxy', 'kernel'] as const) {
-  t.test(`${plane} plane: an ro grant reads, and every NFSv3 write gets ROFS from the gateway`, async (t) => {
+  t.test(`${plane} plane: an ro grant reads, and NFSv3 and NFSv4 writes get ROFS from the gateway`, async (t) => {
     const d = daemon(plane, roRule);
     t.teardown(() => d.dispose());
     await d.start();
@@ -59,6 +59,21 @@ for (const plane of ['proxy', 'kernel'] as const) {
     t.notOk(fs.existsSync(path.join(DATA, 'acme', name)), 'nothing reached the backend');
     t.ok((await answers('rofs')) >= 1, 'answered by the gateway, and counted');
     t.match(d.log(), /"answered":\{"rofs":\d+\}/, 'the access log says so');
+
+    // NFSv4: reads pass, a writing COMPOUND gets NFS4ERR_ROFS and is never executed.
+    const cat4 = await run('nfs-cat', [nfs('/export/acme/hello.txt', 4)], { ns: NS.g1 });
+    t.equal(cat4.code, 0, cat4.stderr);
+    t.match(cat4.stdout, /hello from acme/, 'NFSv4 reads work');
+    const before = await answers('rofs');
+    const small = path.join('/dev/shm', `sgw-nfs-policy-${process.pid}-v4`);
+    fs.writeFileSync(small, 'small v4 write\n');
+    t.teardown(() => fs.rmSync(small, { force: true }));
+    const name4 = `ro4-${plane}-${process.pid}.txt`;
+    const w4 = await run('nfs-cp', [small, nfs(`/export/acme/${name4}`, 4)], { ns: NS.g1 });
+    t.not(w4.code, 0, 'the NFSv4 write fails');
+    t.match(w4.stderr + w4.stdout, /ROFS|read-only|Read-only/i, `with a read-only error: ${w4.stderr.trim()}`);
+    t.notOk(fs.existsSync(path.join(DATA, 'acme', name4)), 'not even created on the backend');
+    t.ok((await answers('rofs')) > before, 'answered by the gateway');
   });
 }
 

@@ -8,6 +8,8 @@
 import t from 'tap';
 import { ProtocolError } from '../../src/errors';
 import { judgeCall, mountAllowed, NFS3ERR_ROFS } from '../../src/protocols/nfs-policy';
+import { NFS4ERR_ROFS, walkCompound } from '../../src/protocols/nfs4';
+import type { CompoundWalk } from '../../src/protocols/nfs4';
 import type { NfsPolicy } from '../../src/protocols/nfs-policy';
 import { authErrorReply, AUTH_SYS, AUTH_TOOWEAK, decodeCall, decodeReply, LAST_FRAGMENT, PROG_MOUNT, PROG_NFS } from '../../src/protocols/rpc';
 import type { RpcCall } from '../../src/protocols/rpc';
@@ -213,4 +215,59 @@ t.test('fuzz: mutated captures with random chunking never throw', async (t) => {
   }
   t.ok(outcomes.size >= 2, `outcomes: ${JSON.stringify(Object.fromEntries(outcomes))}`);
   t.pass(`${n} mutated connections, no exception`);
+});
+
+t.test('NFSv4 COMPOUNDs in the captures walk to the end; writes are found', async (t) => {
+  for (const file of ['nfs4-session.pcap', 'nfs41-session.pcap']) {
+    const conns = (await tcpStreams(file)).filter((s) => s.serverPort === 2049);
+    const walks = conns
+      .flatMap((s) => records(Buffer.concat(s.up)))
+      .map((r) => ({ r, c: decodeCall(r) as RpcCall }))
+      .filter(({ c }) => c.prog === PROG_NFS && c.vers === 4 && c.proc === 1)
+      .map(({ r, c }) => walkCompound(r, c.argsAt) as CompoundWalk);
+    t.ok(walks.length >= 10, `${file}: ${walks.length} compounds`);
+    const incomplete = walks.filter((w) => w.incomplete && w.mutating === null).map((w) => w.ops.join(','));
+    t.same(incomplete, [], `${file}: every read-only compound is understood to its end`);
+    const writes = new Set(walks.flatMap((w) => (w.mutating === null ? [] : [w.mutating.name])));
+    for (const name of ['WRITE', 'SETATTR', 'COMMIT']) {
+      t.ok(writes.has(name), `${file}: ${name} found`);
+    }
+    t.ok([...writes].some((n) => n.startsWith('OPEN')), `${file}: OPEN for write or create found`);
+    t.ok(walks.some((w) => w.mutating === null && w.ops.includes(25)), `${file}: a READ compound passes as read-only`);
+  }
+});
+
+t.test('NFSv4 on a read-only grant: writing compounds are answered NFS4ERR_ROFS with no results; reads pass', async (t) => {
+  const conns = (await tcpStreams('nfs4-session.pcap')).filter((s) => s.serverPort === 2049);
+  const calls = conns.flatMap((s) => records(Buffer.concat(s.up))).map((r) => ({ r, c: decodeCall(r) as RpcCall }));
+  let answered = 0;
+  let forwarded = 0;
+  for (const { r, c } of calls) {
+    const v = judgeCall(c, r, { ...OPEN, readOnly: true });
+    if (v.action === 'answer') {
+      answered++;
+      const rep = decodeReply(v.reply.subarray(4));
+      if (!(rep instanceof ProtocolError)) {
+        const res = v.reply.subarray(4 + rep.resultAt);
+        t.equal(res.readUInt32BE(0), NFS4ERR_ROFS, 'compound status ROFS');
+        const w = walkCompound(r, c.argsAt) as CompoundWalk;
+        t.ok(res.subarray(4, 4 + w.tag.length).equals(w.tag), 'the tag echoed');
+        t.equal(res.readUInt32BE(4 + w.tag.length), 0, 'no results: nothing was executed');
+      }
+    } else {
+      forwarded++;
+    }
+  }
+  t.ok(answered >= 4 && forwarded >= 10, `${answered} answered, ${forwarded} forwarded`);
+  t.equal(judgeCall(calls[0]?.c as RpcCall, calls[0]?.r as Buffer, OPEN).action, 'forward', 'rw grants are not walked');
+});
+
+t.test('walkCompound(): truncated or unknown operations are incomplete, and malformed counts refused', async (t) => {
+  const comp = (ops: number[][]): Buffer => Buffer.concat([Buffer.from([0, 0, 0, 0, 0, 0, 0, 0]), Buffer.from(Uint32Array.from([ops.length]).buffer).reverse(), ...ops.map((o) => Buffer.concat(o.map((x) => { const b = Buffer.alloc(4); b.writeUInt32BE(x, 0); return b; })))]);
+  const w = walkCompound(comp([[24], [10], [9, 1, 0x18]]), 0) as CompoundWalk;
+  t.same([w.ops, w.incomplete, w.mutating], [[24, 10, 9], false, null], 'PUTROOTFH, GETFH, GETATTR');
+  t.match(walkCompound(comp([[24], [38]]), 0), { mutating: { index: 1, name: 'WRITE' } });
+  t.match(walkCompound(comp([[9999], [24]]), 0), { incomplete: true, mutating: null }, 'an unknown operation before others');
+  t.match(walkCompound(comp([[9999]]), 0), { incomplete: false }, 'an unknown last operation needs no skipping');
+  t.ok(walkCompound(Buffer.from([0, 0, 0, 9]), 0) instanceof ProtocolError);
 });
