@@ -16,6 +16,8 @@
  *   closed).
  * - mount checks (MOUNT v3 MNT): only export paths of shares the guest is
  *   granted on this backend, or paths below them; otherwise MNT3ERR_ACCES.
+ *   MOUNT EXPORT is answered with the granted export paths only: the
+ *   backend's own list names other tenants' exports.
  */
 import type { ProtocolError } from '../errors';
 import { compoundError, NFS4ERR_ROFS, walkCompound } from './nfs4';
@@ -44,7 +46,7 @@ export interface NfsPolicy {
 }
 
 /** Why the gateway answered or refused; stable values (metrics, access log). */
-export type NfsAction = 'rofs' | 'uid-range' | 'mount-denied';
+export type NfsAction = 'rofs' | 'uid-range' | 'mount-denied' | 'export-list';
 
 export type CallVerdict =
   | { action: 'forward'; patches: { at: number; value: number }[] }
@@ -69,6 +71,7 @@ export const NFS3_MUTATING: ReadonlyMap<number, { name: string; failBytes: numbe
 export const NFS3ERR_ROFS = 30;
 export const MNT3ERR_ACCES = 13;
 const MOUNTPROC3_MNT = 1;
+const MOUNTPROC3_EXPORT = 5;
 
 const inRanges = (id: number, ranges: readonly IdRange[] | null): boolean => ranges === null || ranges.some((r) => id >= r.from && id <= r.to);
 
@@ -144,5 +147,24 @@ export function judgeCall(call: RpcCall, rec: Buffer, policy: NfsPolicy): CallVe
       return { action: 'answer', reply: acceptedReply(call.xid, res), reason: 'mount-denied', detail: `MNT ${dir} is not a granted export` };
     }
   }
+  if (call.prog === PROG_MOUNT && call.vers === 3 && call.proc === MOUNTPROC3_EXPORT && policy.exports !== null) {
+    // The backend's list names every tenant's exports: answer with the guest's own.
+    return { action: 'answer', reply: acceptedReply(call.xid, exportList(policy.exports)), reason: 'export-list', detail: 'MOUNT EXPORT answered with the granted exports' };
+  }
   return { action: 'forward', patches };
+}
+
+/** A MOUNT v3 exports list (RFC 1813 section 5.2.5): each path, with no group restriction shown. */
+export function exportList(paths: readonly string[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const p of paths) {
+    const name = Buffer.from(p, 'utf8');
+    const pad = (4 - (name.length % 4)) % 4;
+    const head = Buffer.alloc(8);
+    head.writeUInt32BE(1, 0); // value follows
+    head.writeUInt32BE(name.length, 4);
+    parts.push(head, name, Buffer.alloc(pad), Buffer.alloc(4)); // ex_groups: none
+  }
+  parts.push(Buffer.alloc(4)); // end of list
+  return Buffer.concat(parts);
 }

@@ -132,4 +132,5 @@ t.test('MOUNT: another export on the same backend is refused; the granted one wo
   const own = await run('nfs-ls', [nfs('/export/acme', 3)], { ns: NS.g1 });
   t.equal(own.code, 0, own.stderr);
   t.match(own.stdout, /hello\.txt/);
+  t.ok((await answers('export-list')) >= 1, "libnfs's MOUNT EXPORT was answered with acme's exports only");
 });

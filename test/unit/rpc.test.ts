@@ -271,3 +271,32 @@ t.test('walkCompound(): truncated or unknown operations are incomplete, and malf
   t.match(walkCompound(comp([[9999]]), 0), { incomplete: false }, 'an unknown last operation needs no skipping');
   t.ok(walkCompound(Buffer.from([0, 0, 0, 9]), 0) instanceof ProtocolError);
 });
+
+t.test('MOUNT EXPORT is answered with the granted exports only', async (t) => {
+  const exp = records(Buffer.concat(mountConn().up)).find((x) => (decodeCall(x) as RpcCall).proc === 5) as Buffer;
+  const c = decodeCall(exp) as RpcCall;
+  t.equal(judgeCall(c, exp, OPEN).action, 'forward', 'without mount checks it goes to the backend');
+  const v = judgeCall(c, exp, { ...OPEN, exports: ['/export/acme', '/export/a2'] });
+  t.match(v, { action: 'answer', reason: 'export-list' });
+  if (v.action !== 'answer') {
+    return;
+  }
+  const rep = decodeReply(v.reply.subarray(4));
+  if (rep instanceof ProtocolError) {
+    t.fail(rep.message);
+    return;
+  }
+  // walk the exports list
+  const b = v.reply.subarray(4);
+  const names: string[] = [];
+  let at = rep.resultAt;
+  while (b.readUInt32BE(at) === 1) {
+    const len = b.readUInt32BE(at + 4);
+    names.push(b.toString('utf8', at + 8, at + 8 + len));
+    at += 8 + len + ((4 - (len % 4)) % 4);
+    t.equal(b.readUInt32BE(at), 0, 'no groups');
+    at += 4;
+  }
+  t.same(names, ['/export/acme', '/export/a2']);
+  t.equal(at + 4, b.length, 'the list ends there');
+});
