@@ -7,7 +7,6 @@
  * throw.
  */
 import { ProtocolError } from '../errors';
-import type { FramerSpec } from './framer';
 
 /** The last-fragment bit of a record-marking header (RFC 5531 section 11). */
 export const LAST_FRAGMENT = 0x80000000;
@@ -21,17 +20,6 @@ export const RPC_MAX_FRAGMENT = 4 * 1024 * 1024 + 4096;
  * the arguments (a MOUNT path of up to 1024 bytes).
  */
 export const RPC_HEAD_MAX = 40 + 2 * 408 + 1032;
-
-export function rpcFramerSpec(maxFragment = RPC_MAX_FRAGMENT): FramerSpec {
-  return {
-    prefixBytes: 4,
-    maxFrame: maxFragment,
-    headMax: RPC_HEAD_MAX,
-    lengthOf: (p) => (p.readUInt32BE(0) & ~LAST_FRAGMENT) >>> 0,
-  };
-}
-
-export const isLastFragment = (prefix: Buffer): boolean => (prefix.readUInt32BE(0) & LAST_FRAGMENT) !== 0;
 
 export const MSG_CALL = 0;
 export const MSG_REPLY = 1;
