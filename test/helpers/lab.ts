@@ -357,6 +357,36 @@ export class LabDaemon {
   }
 }
 
+/**
+ * What the transfer tests share: a temp dir, one big file per share (written
+ * before the daemon starts; `files[i]` is `<DATA>/<share>/<tag>.bin` of
+ * `mib` MiB with its sha256) and the daemon. The teardown runs in the order
+ * they need: unshape the tunnels, stop the daemon and remove its rules, then
+ * the files and the temp dir.
+ */
+export function transferFixture(
+  t: { teardown(fn: () => unknown): void },
+  tag: string,
+  daemon: DaemonOptions,
+  files: { share: string; mib: number }[],
+  shaped: string[] = ['sgwt-g1'],
+): { work: string; d: LabDaemon; files: { path: string; sum: string }[] } {
+  const work = tempDir(tag);
+  const d = new LabDaemon(daemon);
+  const made = files.map((f) => ({ path: path.join(DATA, f.share, `${tag}.bin`), mib: f.mib }));
+  t.teardown(async () => {
+    for (const iface of shaped) {
+      await shape(iface, null);
+    }
+    await d.dispose();
+    for (const f of made) {
+      fs.rmSync(f.path, { force: true });
+    }
+    rmTemp(work);
+  });
+  return { work, d, files: made.map((f) => ({ path: f.path, sum: bigFile(f.path, f.mib) })) };
+}
+
 /** Polls `cond` every 100 ms until it holds; throws after `ms`. */
 export async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -401,6 +431,20 @@ export async function notifyReceiver(dir: string): Promise<{ socket: string; lin
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** GET from an HTTP endpoint on 127.0.0.1 inside the gateway namespace (the daemon's metrics address is there). */
+export async function gatewayGet(port: number, urlPath: string): Promise<{ status: number; body: string }> {
+  const code = `require('http').get({host:'127.0.0.1',port:${port},path:${JSON.stringify(urlPath)}},(r)=>{let b='';r.on('data',(d)=>b+=d);r.on('end',()=>process.stdout.write(JSON.stringify({status:r.statusCode,body:b})))}).on('error',(e)=>process.stdout.write(JSON.stringify({status:0,body:e.message})))`;
+  const r = await run(process.execPath, ['-e', code], { ns: NS.gw });
+  return JSON.parse(r.stdout) as { status: number; body: string };
+}
+
+/** One sample of a metric from the daemon's /metrics (`labels` as printed, e.g. `proto="smb"`); 0 when absent. */
+export async function metricValue(port: number, name: string, labels: string): Promise<number> {
+  const m = await gatewayGet(port, '/metrics');
+  const line = m.body.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
+  return Number(line?.split(' ').pop() ?? 0);
 }
 
 /** Lines of `iptables-save` in the gateway namespace that belong to sharegw. */

@@ -2,10 +2,9 @@
  * Proxy plane shutdown: SIGTERM stops accepting at once, lets proxied flows
  * finish up to proxy.drainTimeout, then cuts what is left and exits 0.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { DATA, LabDaemon, NS, background, bigFile, probe, rmTemp, sha256File, shape, sleep, tempDir } from '../helpers/lab';
+import { NS, background, transferFixture, probe, sha256File, shape, sleep } from '../helpers/lab';
 
 const ACME = '198.18.0.100';
 
@@ -15,16 +14,8 @@ for (const [what, mib, drain] of [
 ] as const) {
   t.test(`proxy plane SIGTERM: ${what}`, async (t) => {
     const tag = `drain-${mib}-${process.pid}`;
-    const work = tempDir(tag);
-    const file = path.join(DATA, 'acme', `${tag}.bin`);
-    const d = new LabDaemon({ plane: 'proxy', extra: `proxy: { drainTimeout: ${drain} }\n` });
-    t.teardown(async () => {
-      await shape('sgwt-g1', null);
-      await d.dispose();
-      fs.rmSync(file, { force: true });
-      rmTemp(work);
-    });
-    const sum = bigFile(file, mib);
+    const { work, d, files } = transferFixture(t, tag, { plane: 'proxy', extra: `proxy: { drainTimeout: ${drain} }\n` }, [{ share: 'acme', mib }]);
+    const sum = files[0]?.sum;
     await d.start();
     await shape('sgwt-g1', '200mbit'); // 25 MB/s: 40 MiB ~1.7 s, 256 MiB ~11 s
     const out = path.join(work, 'out.bin');

@@ -10,19 +10,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { DATA, LabDaemon, NS, run } from '../helpers/lab';
+import { DATA, LabDaemon, NS, metricValue, run } from '../helpers/lab';
 import { labYaml } from '../helpers/configs';
 
 const ACME = '198.18.0.100';
 const PORT = 9613;
 const nfs = (p: string, v: 3 | 4, extra = ''): string => `nfs://${ACME}${p}?version=${v}${extra}`;
 
-async function metric(name: string, labels: string): Promise<number> {
-  const code = `require('http').get({host:'127.0.0.1',port:${PORT},path:'/metrics'},(r)=>{let b='';r.on('data',(d)=>b+=d);r.on('end',()=>process.stdout.write(b))})`;
-  const r = await run(process.execPath, ['-e', code], { ns: NS.gw });
-  const line = r.stdout.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
-  return Number(line?.split(' ').pop() ?? 0);
-}
+const metric = (name: string, labels: string): Promise<number> => metricValue(PORT, name, labels);
 const answers = (reason: string): Promise<number> => metric('sharegw_protocol_answers_total', `proto="nfs",reason="${reason}"`);
 
 function daemon(plane: 'kernel' | 'proxy', edit: (acme: string) => string): LabDaemon {

@@ -5,16 +5,11 @@
  */
 import * as path from 'node:path';
 import t from 'tap';
-import { LabDaemon, NS, ROOT, holdConnection, probe, run } from '../helpers/lab';
+import { LabDaemon, NS, ROOT, gatewayGet, holdConnection, probe, run } from '../helpers/lab';
 
 const ACME = '198.18.0.100';
 
-/** GET from inside the gateway namespace (the daemon's 127.0.0.1 is there). */
-async function get(path: string): Promise<{ status: number; body: string }> {
-  const code = `require('http').get({host:'127.0.0.1',port:9610,path:${JSON.stringify(path)}},(r)=>{let b='';r.on('data',(d)=>b+=d);r.on('end',()=>process.stdout.write(JSON.stringify({status:r.statusCode,body:b})))}).on('error',(e)=>process.stdout.write(JSON.stringify({status:0,body:e.message})))`;
-  const r = await run(process.execPath, ['-e', code], { ns: NS.gw });
-  return JSON.parse(r.stdout) as { status: number; body: string };
-}
+const get = (urlPath: string): Promise<{ status: number; body: string }> => gatewayGet(9610, urlPath);
 
 for (const plane of ['kernel', 'proxy'] as const) {
   t.test(`${plane} plane: /metrics and /healthz`, async (t) => {

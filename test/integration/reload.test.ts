@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { labYaml } from '../helpers/configs';
-import { DATA, LabDaemon, NS, background, bigFile, probe, rmTemp, sha256File, shape, sleep, tempDir } from '../helpers/lab';
+import { NS, background, transferFixture, probe, sha256File, shape, sleep } from '../helpers/lab';
 
 const BETA = '198.18.0.101';
 const acmeYaml = labYaml('kernel').domains['acme.yaml'] ?? '';
@@ -30,16 +30,8 @@ const MAX_STALL_MS = 1000;
 for (const plane of ['kernel', 'proxy'] as const) {
   t.test(`${plane} plane: adding a domain and editing another never pauses a third domain's transfer`, async (t) => {
     const tag = `reload-${plane}-${process.pid}`;
-    const work = tempDir(tag);
-    const file = path.join(DATA, 'beta', `${tag}.bin`);
-    const d = new LabDaemon({ plane });
-    t.teardown(async () => {
-      await shape('sgwt-g2', null);
-      await d.dispose();
-      fs.rmSync(file, { force: true });
-      rmTemp(work);
-    });
-    const sum = bigFile(file, 96);
+    const { work, d, files } = transferFixture(t, tag, { plane }, [{ share: 'beta', mib: 96 }], ['sgwt-g2']);
+    const sum = files[0]?.sum;
     await d.start();
     t.equal((await probe(NS.g1, '198.18.0.100', 445)).result, 'connected', 'acme SMB granted before');
     await shape('sgwt-g2', '200mbit'); // ~4 s for 96 MiB

@@ -8,22 +8,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { DATA, LabDaemon, NS, background, bigFile, holdConnection, rmTemp, sha256File, shape, sleep, tempDir, SMB_ACME } from '../helpers/lab';
+import { LabDaemon, NS, background, transferFixture, holdConnection, sha256File, shape, sleep, SMB_ACME } from '../helpers/lab';
 
 const ACME = '198.18.0.100';
 
 t.test('kernel plane: kill -9 mid-transfer, restart: NFS and SMB 1 GiB reads complete byte-exact', async (t) => {
   const tag = `restart-${process.pid}`;
-  const work = tempDir(tag);
-  const file = path.join(DATA, 'acme', `${tag}.bin`);
-  const d = new LabDaemon({ plane: 'kernel', keepRules: true });
-  t.teardown(async () => {
-    await shape('sgwt-g1', null);
-    await d.dispose();
-    fs.rmSync(file, { force: true });
-    rmTemp(work);
-  });
-  const sum = bigFile(file, 1024);
+  const { work, d, files } = transferFixture(t, tag, { plane: 'kernel', keepRules: true }, [{ share: 'acme', mib: 1024 }]);
+  const sum = files[0]?.sum;
   await d.start();
   // ~60 MB/s each for two concurrent transfers: ~17 s, long enough to kill
   // and restart the daemon in the middle.

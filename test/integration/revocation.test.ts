@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { labYaml } from '../helpers/configs';
-import { DATA, LabDaemon, NS, background, bigFile, probe, rmTemp, sha256File, shape, sleep, tempDir, SMB_ACME } from '../helpers/lab';
+import { NS, background, transferFixture, probe, sha256File, shape, sleep, SMB_ACME } from '../helpers/lab';
 
 const ACME = '198.18.0.100';
 const BETA = '198.18.0.101';
@@ -22,20 +22,8 @@ const CUT_MS = 1000;
 for (const plane of ['kernel', 'proxy'] as const) {
   t.test(`${plane} plane: access removed mid-transfer`, async (t) => {
     const tag = `rev-${plane}-${process.pid}`;
-    const work = tempDir(tag);
-    const acmeFile = path.join(DATA, 'acme', `${tag}.bin`);
-    const betaFile = path.join(DATA, 'beta', `${tag}.bin`);
-    const d = new LabDaemon({ plane });
-    t.teardown(async () => {
-      await shape('sgwt-g1', null);
-      await shape('sgwt-g2', null);
-      await d.dispose();
-      fs.rmSync(acmeFile, { force: true });
-      fs.rmSync(betaFile, { force: true });
-      rmTemp(work);
-    });
-    bigFile(acmeFile, 256);
-    const betaSum = bigFile(betaFile, 64);
+    const { work, d, files } = transferFixture(t, tag, { plane }, [{ share: 'acme', mib: 256 }, { share: 'beta', mib: 64 }], ['sgwt-g1', 'sgwt-g2']);
+    const betaSum = files[1]?.sum;
     await d.start();
     // 25 MB/s per guest: acme's 256 MiB would take ~10 s, beta's 64 MiB ~3 s.
     await shape('sgwt-g1', '200mbit');

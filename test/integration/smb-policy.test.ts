@@ -7,19 +7,14 @@
  * SMB 2.1 and unencrypted sessions.
  */
 import t from 'tap';
-import { LabDaemon, NS, run, sgwRules } from '../helpers/lab';
+import { LabDaemon, NS, metricValue, run, sgwRules } from '../helpers/lab';
 import { labYaml } from '../helpers/configs';
 
 const ACME = '198.18.0.100';
 const USER = ['-U', 'usera%labpass123'];
 const PORT = 9612;
 
-async function metric(name: string, labels: string): Promise<number> {
-  const code = `require('http').get({host:'127.0.0.1',port:${PORT},path:'/metrics'},(r)=>{let b='';r.on('data',(d)=>b+=d);r.on('end',()=>process.stdout.write(b))})`;
-  const r = await run(process.execPath, ['-e', code], { ns: NS.gw });
-  const line = r.stdout.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
-  return Number(line?.split(' ').pop() ?? 0);
-}
+const metric = (name: string, labels: string): Promise<number> => metricValue(PORT, name, labels);
 
 function smb(share: string, opts: string[]): Promise<{ code: number | null; out: string }> {
   return run('smbclient', [`//${ACME}/${share}`, ...USER, ...opts, '-c', 'ls'], { ns: NS.g1, timeoutMs: 30_000 }).then((r) => ({ code: r.code, out: `${r.stdout}${r.stderr}` }));

@@ -9,23 +9,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { labYaml } from '../helpers/configs';
-import { DATA, LabDaemon, NS, background, bigFile, notifyReceiver, probe, rmTemp, run, shape, sleep, tempDir, until, SMB_ACME } from '../helpers/lab';
+import { LabDaemon, NS, background, transferFixture, notifyReceiver, probe, rmTemp, run, shape, sleep, tempDir, until, SMB_ACME } from '../helpers/lab';
 
 const ACME = '198.18.0.100';
 const acmeYaml = labYaml('kernel').domains['acme.yaml'] ?? '';
 
 t.test('restart restores the state; a grant removed while the daemon was down is cut at the first sync', async (t) => {
   const tag = `state-${process.pid}`;
-  const work = tempDir(tag);
-  const file = path.join(DATA, 'acme', `${tag}.bin`);
-  const d = new LabDaemon({ plane: 'kernel', keepRules: true });
-  t.teardown(async () => {
-    await shape('sgwt-g1', null);
-    await d.dispose();
-    fs.rmSync(file, { force: true });
-    rmTemp(work);
-  });
-  bigFile(file, 256);
+  const { work, d } = transferFixture(t, tag, { plane: 'kernel', keepRules: true }, [{ share: 'acme', mib: 256 }]);
   await d.start();
   const stateFile = path.join(d.dir, 'state', 'state.json');
   t.ok(fs.existsSync(stateFile), 'state written after the first sync');

@@ -10,26 +10,9 @@ import { AdminServer } from '../../src/admin/server';
 import { AdminProtocolError, SgwError } from '../../src/errors';
 import { Counters } from '../../src/observability/counters';
 import { createLogger } from '../../src/observability/logger';
+import { rejection, thrown } from '../helpers/errors';
 
-/** The thrown error of `fn`, or a failure when nothing is thrown. */
-function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a throw');
-}
 
-/** The rejection of `p`, or a failure when it resolves. */
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
 
 function errorShape(err: unknown): { isAdminError: boolean; isSgwError: boolean; name: string; code: string; message: string } {
   const e = err as AdminProtocolError;

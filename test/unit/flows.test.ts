@@ -7,6 +7,7 @@ import type { FlowInfo } from '../../src/dataplane/proxy/plane';
 import { AdminProtocolError, KernelApplyError } from '../../src/errors';
 import { explain } from '../../src/policy/explain';
 import { compileDesired } from '../../src/policy/policy';
+import { thrown } from '../helpers/errors';
 import { configFrom, labYaml } from '../helpers/configs';
 
 const y = labYaml('kernel');
@@ -142,13 +143,9 @@ function rows(...names: string[]): FlowRow[] {
   });
 }
 
-function thrown(fn: () => unknown): { isAdminError: boolean; code: string; message: string } {
-  try {
-    fn();
-  } catch (err) {
-    return { isAdminError: err instanceof AdminProtocolError, code: (err as AdminProtocolError).code, message: (err as Error).message };
-  }
-  throw new Error('expected a throw');
+function adminThrown(fn: () => unknown): { isAdminError: boolean; code: string; message: string } {
+  const err = thrown(fn);
+  return { isAdminError: err instanceof AdminProtocolError, code: (err as AdminProtocolError).code, message: (err as Error).message };
 }
 
 t.test('flowsView() joins both planes with the desired state, sorted', async (t) => {
@@ -175,12 +172,12 @@ t.test('flowsView() filters by guest (key, instance, tunnel) and backend', async
 });
 
 t.test('flowsView() refuses a guest filter that names no guest', async (t) => {
-  t.strictSame(thrown(() => flowsView(desired, PROXY, KERNEL, { guest: 'gone/g9' })), {
+  t.strictSame(adminThrown(() => flowsView(desired, PROXY, KERNEL, { guest: 'gone/g9' })), {
     isAdminError: true,
     code: 'SGW_ERR_ADMIN_UNKNOWN_GUEST',
     message: 'guest "gone/g9" names no configured guest',
   });
-  t.strictSame(thrown(() => flowsView(desired, [], [], { guest: 'acme' })).code, 'SGW_ERR_ADMIN_UNKNOWN_GUEST');
+  t.strictSame(adminThrown(() => flowsView(desired, [], [], { guest: 'acme' })).code, 'SGW_ERR_ADMIN_UNKNOWN_GUEST');
 });
 
 t.test('flowsView() counts a flow as ungranted when the grant is gone', async (t) => {

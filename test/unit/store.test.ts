@@ -13,6 +13,7 @@ import type { GuestState } from '../../src/model/desired';
 import { createLogger } from '../../src/observability/logger';
 import { compileDesired } from '../../src/policy/policy';
 import { canonicalJson } from '../../src/util/canonical-json';
+import { rejection } from '../helpers/errors';
 import { configFrom, labYaml } from '../helpers/configs';
 
 const NODE = 'hv-test';
@@ -74,15 +75,6 @@ function memoryLogger(): { log: ReturnType<typeof createLogger>; lines: () => Re
   };
 }
 
-/** The rejection of `p`, or a failure when it resolves. */
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
 
 function errno(code: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`${code}: injected`), { code });
