@@ -63,7 +63,12 @@ export class Daemon {
   private applied: DesiredState | null = null;
   private generation = 1;
   private readonly kernel = new KernelRules();
-  private proxy: ProxyPlane | null = null;
+  /**
+   * The proxy runs in both planes. In the kernel plane it carries only the
+   * grants steered to it (an SMB or NFS policy the domain set, or `ro`) and
+   * listens nowhere else.
+   */
+  private readonly proxy: ProxyPlane;
   private admin: AdminServer | null = null;
   private tunnels: TunnelState[] = [];
   private lastSync: SyncResult | null = null;
@@ -101,6 +106,7 @@ export class Daemon {
   ) {
     this.config = config;
     this.desired = compileDesired(config);
+    this.proxy = new ProxyPlane(config.daemon.proxy, log, counters);
     this.store = new StateStore(config.daemon.stateDir, config.daemon.node, { log });
     this.notifier = createNotifier(process.env, log, { counters });
     this.runner = new BoundedRunner(() => this.doSync(), {
@@ -115,9 +121,6 @@ export class Daemon {
     for (const w of this.config.warnings) {
       this.log.warn({ code: w.code, file: w.file, line: w.line, key: w.pointer }, w.message);
     }
-    // The proxy runs in both planes: in the kernel plane it carries only the
-    // grants steered to it (an SMB policy the domain set), and listens on nothing else.
-    this.proxy = new ProxyPlane(this.config.daemon.proxy, this.log, this.counters);
     await this.restoreState();
     await this.runner.runNow();
     this.admin = new AdminServer(this.config.daemon.adminSocket, (_cmd, req) => this.command(req), this.log, this.counters);
@@ -175,7 +178,7 @@ export class Daemon {
 
   private async metricsSnapshot(): Promise<MetricsSnapshot> {
     const byDomain = new Map<string, number>();
-    for (const f of this.proxy?.flows() ?? []) {
+    for (const f of this.proxy.flows()) {
       const d = f.guest.split('/')[0] ?? '?';
       byDomain.set(d, (byDomain.get(d) ?? 0) + 1);
     }
@@ -308,7 +311,7 @@ export class Daemon {
         await this.flushConntrack(this.pendingFlush.splice(0));
       }
       const proxied = proxiedPart(desired);
-      const listening = this.proxy?.listening(proxied);
+      const listening = this.proxy.listening(proxied);
       let report = await this.kernel.apply(desired, listening, !force);
       this.tunnels = [
         ...(await adoptTunnels(desired.guests)),
@@ -320,19 +323,17 @@ export class Daemon {
         }
       }
       await this.checkSourceIps();
-      if (this.proxy !== null) {
-        // Listeners bind the tunnels' gateway addresses, so they open after
-        // adoption; the DNAT rules for new listeners follow in a second apply.
-        const ports = await this.proxy.open(proxied);
-        // Usually no listener opened or moved: the rules just applied are
-        // already right, and a second apply would only cost an iptables-save.
-        const same = listening !== undefined && ports.size === listening.size && [...ports].every(([k, p]) => listening.get(k) === p);
-        const second = same ? null : await this.kernel.apply(desired, ports, true);
-        if (second !== null) {
-          report = { ...second, drifted: second.drifted || report?.drifted === true };
-        }
-        await this.proxy.closeStale(ports);
+      // Listeners bind the tunnels' gateway addresses, so they open after
+      // adoption; the DNAT rules for new listeners follow in a second apply.
+      const ports = await this.proxy.open(proxied);
+      // Usually no listener opened or moved: the rules just applied are
+      // already right, and a second apply would only cost an iptables-save.
+      const same = ports.size === listening.size && [...ports].every(([k, p]) => listening.get(k) === p);
+      const second = same ? null : await this.kernel.apply(desired, ports, true);
+      if (second !== null) {
+        report = { ...second, drifted: second.drifted || report?.drifted === true };
       }
+      await this.proxy.closeStale(ports);
       if (desired.dataplane === 'kernel') {
         await enableForwarding();
         await enableConntrackAccounting();
@@ -405,7 +406,7 @@ export class Daemon {
       }
       const viaProxy = revs.filter((r) => planeOf(r) === 'proxy');
       const viaKernel = revs.filter((r) => planeOf(r) === 'kernel');
-      if (viaProxy.length > 0 && this.proxy !== null) {
+      if (viaProxy.length > 0) {
         const cut = this.proxy.revoke(viaProxy);
         this.counters.inc('sharegw_flows_cut_total', { plane: 'proxy' }, cut);
         this.log.info({ plane: 'proxy', revoked: viaProxy.map((r) => `${r.guestKey} ${r.backend}:${r.port} ${r.reason}`), flowsCut: cut, ms: Math.round(performance.now() - t0) }, 'access revoked; established flows cut');
@@ -478,7 +479,7 @@ export class Daemon {
     }
     this.applied = st.desired;
     this.previousGuests = st.desired.guests;
-    this.proxy?.seedPorts(st.proxyPorts);
+    this.proxy.seedPorts(st.proxyPorts);
     const sameConfig = st.configDigest === configDigest(this.config);
     this.generation = sameConfig ? st.generation : st.generation + 1;
     this.restored = { generation: st.generation, savedAt: st.savedAt, sameConfig };
@@ -495,7 +496,7 @@ export class Daemon {
       generation: this.generation,
       configDigest: configDigest(this.config),
       desired: this.applied,
-      proxyPorts: this.proxy?.allocatedPorts() ?? {},
+      proxyPorts: this.proxy.allocatedPorts(),
     };
     // Periodic syncs change nothing most of the time: no disk write then.
     const key = JSON.stringify(content);
@@ -635,7 +636,7 @@ export class Daemon {
       case 'flows': {
         return flowsCommand(req, {
           desired: this.desired,
-          proxyFlows: this.proxy?.flows() ?? [],
+          proxyFlows: this.proxy.flows(),
           // In the proxy plane the kernel holds only the DNATed guest legs;
           // the proxy's own rows stand for them. In the kernel plane both
           // (flows command): steered grants are the proxy's rows.
@@ -681,20 +682,21 @@ export class Daemon {
             tunnel: g.iface,
             guestIp: g.guestIp,
             tunnelState: tunnelByKey.get(g.key)?.error ?? (tunnelByKey.get(g.key)?.present === true ? 'adopted' : 'unknown'),
-            grants: g.grants.map((gr) => ({
-              backend: `${gr.backend}:${gr.port}`,
-              service: gr.service,
-              level: gr.level,
-              shares: gr.shares.map((s) => s.id),
-              plane: grantPlane(this.desired.dataplane, gr),
-              ...(gr.smb !== undefined && grantPlane(this.desired.dataplane, gr) === 'proxy'
-                ? { smb: { minDialect: dialectName(gr.smb.minDialect), encryptionRequired: gr.smb.encryptionRequired, shares: gr.smb.shares } }
-                : {}),
-            })),
+            grants: g.grants.map((gr) => {
+              const plane = grantPlane(this.desired.dataplane, gr);
+              return {
+                backend: `${gr.backend}:${gr.port}`,
+                service: gr.service,
+                level: gr.level,
+                shares: gr.shares.map((s) => s.id),
+                plane,
+                ...(gr.smb !== undefined && plane === 'proxy' ? { smb: { minDialect: dialectName(gr.smb.minDialect), encryptionRequired: gr.smb.encryptionRequired, shares: gr.smb.shares } } : {}),
+              };
+            }),
           })),
       })),
       kernel,
-      proxy: this.proxy === null ? null : { listeners: this.proxy.listenerCount(), flows: this.proxy.flows() },
+      proxy: { listeners: this.proxy.listenerCount(), flows: this.proxy.flows() },
       counters: this.counters.snapshot(),
     };
   }
@@ -714,7 +716,7 @@ export class Daemon {
     await this.metrics?.close();
     this.flowEvents?.stop();
     await this.runner.stop();
-    await this.proxy?.close(this.config.daemon.proxy.drainTimeoutMs);
+    await this.proxy.close(this.config.daemon.proxy.drainTimeoutMs);
     if (!this.config.daemon.keepRulesOnExit) {
       // Addresses first, rules second: without our rules an addressed
       // tunnel is a plain routed link into the storage network, so no

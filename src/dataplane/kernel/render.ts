@@ -87,16 +87,18 @@ export function renderRules(input: RenderInput): string {
 
     // Each grant on its plane: the proxy's grants are DNATed to their
     // listeners, the kernel's are forwarded (and NATed below).
-    const viaProxy = g.grants.filter((gr) => grantPlane(desired.dataplane, gr) === 'proxy');
+    const viaProxy: Grant[] = [];
+    for (const gr of g.grants) {
+      if (grantPlane(desired.dataplane, gr) === 'proxy') {
+        viaProxy.push(gr);
+      } else {
+        rules.filter.push(`-A ${fwd} -d ${gr.backend}/32 -p tcp -m tcp --dport ${gr.port} ${comment(grantTag(tag, gr))} -j ACCEPT`);
+      }
+    }
     if (viaProxy.length > 0) {
       renderProxyGrants(g, viaProxy, input.proxyPorts, rules, inp);
     }
     if (!proxy) {
-      for (const gr of g.grants) {
-        if (grantPlane(desired.dataplane, gr) === 'kernel') {
-          rules.filter.push(`-A ${fwd} -d ${gr.backend}/32 -p tcp -m tcp --dport ${gr.port} ${comment(grantTag(tag, gr))} -j ACCEPT`);
-        }
-      }
       // Keep privileged source ports privileged: NFS servers with `secure`
       // exports refuse others. NAT keeps the original port when it is free.
       rules.nat.push(`-A SGW-POSTROUTING -s ${g.guestIp}/32 -p tcp -m tcp --sport 1:1023 ${comment(`${tag} snat`)} -j SNAT --to-source ${g.sourceIp}:1-1023`);
