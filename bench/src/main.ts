@@ -51,7 +51,8 @@ const list = (k: string): Set<string> | null => {
 };
 const onlyPaths = list('BENCH_PATHS');
 const onlyWorkloads = list('BENCH_WORKLOADS');
-const RESULTS = path.join(ROOT, 'bench/results');
+/** Where results go; BENCH_RESULTS lets a test keep them out of the repository. */
+const RESULTS = process.env['BENCH_RESULTS'] ?? path.join(ROOT, 'bench/results');
 // New names each run: nfs-ganesha caches names and handles, so a file
 // replaced behind its back reads as NFS4ERR_STALE.
 const readName = `bench-read-${process.pid}.bin`;
