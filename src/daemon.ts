@@ -89,6 +89,8 @@ export class Daemon {
   private forceNext = true;
   private metrics: MetricsServer | null = null;
   private flowEvents: FlowEvents | null = null;
+  /** Counter reads for close records still under way; stop() waits for them so the stop record stays last. */
+  private readonly pendingCloses = new Set<Promise<void>>();
   private lastSyncSuccessAt: number | null = null;
   /** READY=1 goes out after the first successful sync only. */
   private readySent = false;
@@ -245,7 +247,9 @@ export class Daemon {
           access.info({ event: 'open', ...rec }, 'flow open');
         } else if (e.type === 'update' && (f.state === 'CLOSE' || f.state === 'TIME_WAIT') && open.get(k)?.closed === false) {
           // UPDATE events carry no counters: read them while the entry lives.
-          void getFlow(f.orig.src, f.orig.dst, f.orig.sport, f.orig.dport).then((now) => close(k, now ?? f, f.state === 'CLOSE' ? 'reset' : 'done'));
+          const p = getFlow(f.orig.src, f.orig.dst, f.orig.sport, f.orig.dport).then((now) => close(k, now ?? f, f.state === 'CLOSE' ? 'reset' : 'done'));
+          this.pendingCloses.add(p);
+          void p.finally(() => this.pendingCloses.delete(p));
         } else if (e.type === 'destroy') {
           close(k, f, 'expired-or-deleted');
           open.delete(k);
@@ -715,6 +719,7 @@ export class Daemon {
     await this.admin?.close();
     await this.metrics?.close();
     this.flowEvents?.stop();
+    await Promise.allSettled([...this.pendingCloses]);
     await this.runner.stop();
     await this.proxy.close(this.config.daemon.proxy.drainTimeoutMs);
     if (!this.config.daemon.keepRulesOnExit) {
