@@ -112,12 +112,10 @@ export function grantsFor(domain: Domain, guest: Guest): Grant[] {
   for (const g of byKey.values()) {
     if (g.nfs !== undefined) {
       g.nfs.readOnly = g.level === 'ro';
+      // Both ports always carry the mount checks (MOUNT on mountd, the LOOKUP
+      // path of NFSv4 compounds on nfs) wherever the proxy carries them; only
+      // ro and an identity policy steer a grant off the kernel fast path.
       g.nfs.steer ||= g.nfs.readOnly;
-      // Nothing to enforce on the NFS port without ro or identity: no policy,
-      // a plain relay. The mountd port always carries MOUNT checks.
-      if (g.service === 'nfs' && !g.nfs.readOnly && g.nfs.identity === null) {
-        delete g.nfs;
-      }
     }
   }
   return [...byKey.values()].sort(compareGrant);

@@ -16,11 +16,18 @@
  *   closed).
  * - mount checks (MOUNT v3 MNT): only export paths of shares the guest is
  *   granted on this backend, or paths below them; otherwise MNT3ERR_ACCES.
+ *   NFSv4 has no MOUNT: a COMPOUND's PUTROOTFH (or PUTPUBFH) and LOOKUPs
+ *   are followed component by component, and a LOOKUP (or an OPEN by name)
+ *   that leaves the granted exports and the pseudo-fs directories above
+ *   them gets NFS4ERR_ACCESS, none of the compound executed. A PUTFH makes
+ *   the path unknown: a handle from an earlier, checked compound is not
+ *   checked again (the gateway keeps no handle table, see ADR 0008).
  *   MOUNT EXPORT is answered with the granted export paths only: the
  *   backend's own list names other tenants' exports.
  */
 import type { ProtocolError } from '../errors';
-import { compoundError, NFS4ERR_ROFS, walkCompound } from './nfs4';
+import { compoundError, NFS4ERR_ACCESS, NFS4ERR_ROFS, walkCompound } from './nfs4';
+import type { CompoundWalk } from './nfs4';
 import { acceptedReply, authErrorReply, AUTH_TOOWEAK, decodeString, PROG_MOUNT, PROG_NFS } from './rpc';
 import type { RpcCall } from './rpc';
 
@@ -88,6 +95,59 @@ export function mountAllowed(dirpath: string, exports: readonly string[]): boole
   });
 }
 
+const components = (p: string): string[] => p.split('/').filter((x) => x !== '');
+
+/** `a` is `b` or lies above it. */
+const above = (a: readonly string[], b: readonly string[]): boolean => a.length <= b.length && a.every((x, i) => x === b[i]);
+
+/**
+ * Follows the current filehandle's path through a compound and returns the
+ * first path it reaches outside the granted exports and the directories
+ * above them (the pseudo-fs a guest walks down to reach its export), or
+ * null. Components are compared whole, so a name with a slash or `..`
+ * matches no export.
+ */
+export function leavesExports(w: CompoundWalk, exports: readonly string[]): string | null {
+  const granted = exports.map(components);
+  const visible = (p: readonly string[]): boolean => granted.some((e) => above(p, e) || above(e, p));
+  let cur: string[] | null = null;
+  let saved: string[] | null = null;
+  for (let i = 0; i < w.ops.length; i++) {
+    const op = w.ops[i];
+    const name = w.names[i] ?? null;
+    switch (op) {
+      case 23: // PUTPUBFH
+      case 24: // PUTROOTFH
+        cur = [];
+        break;
+      case 22: // PUTFH: a handle the gateway cannot place
+        cur = null;
+        break;
+      case 16: // LOOKUPP
+        cur = cur === null ? null : cur.slice(0, -1);
+        break;
+      case 32: // SAVEFH
+        saved = cur;
+        break;
+      case 31: // RESTOREFH
+        cur = saved;
+        break;
+      case 15: // LOOKUP
+      case 18: // OPEN by name: the file it opens or creates becomes current
+        if (cur !== null && name !== null) {
+          cur = [...cur, name];
+          if (!visible(cur)) {
+            return `/${cur.join('/')}`;
+          }
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  return null;
+}
+
 /**
  * The verdict for one call whose head is `rec` (the record from its first
  * byte, at least up to the start of the arguments plus what is read there).
@@ -124,14 +184,20 @@ export function judgeCall(call: RpcCall, rec: Buffer, policy: NfsPolicy): CallVe
       return { action: 'answer', reply: acceptedReply(call.xid, res), reason: 'rofs', detail: `NFSv3 ${m.name} on a read-only grant` };
     }
   }
-  if (call.prog === PROG_NFS && call.vers === 4 && call.proc === 1 && policy.readOnly) {
+  if (call.prog === PROG_NFS && call.vers === 4 && call.proc === 1 && (policy.readOnly || policy.exports !== null)) {
     const w = walkCompound(rec, call.argsAt);
     if (w instanceof Error) {
       return { action: 'refuse', reason: 'malformed', detail: w.message, error: w };
     }
+    if (policy.exports !== null) {
+      const out = leavesExports(w, policy.exports);
+      if (out !== null) {
+        return { action: 'answer', reply: acceptedReply(call.xid, compoundError(w.tag, NFS4ERR_ACCESS)), reason: 'mount-denied', detail: `NFSv4.${w.minorVersion} LOOKUP of ${out} is outside the granted exports` };
+      }
+    }
     // Fail closed: on a read-only grant, a compound the gateway cannot read to
     // the end might hide a write behind an operation it does not know.
-    if (w.mutating !== null || w.incomplete) {
+    if (policy.readOnly && (w.mutating !== null || w.incomplete)) {
       const detail = w.mutating !== null ? `NFSv4.${w.minorVersion} ${w.mutating.name} on a read-only grant` : `NFSv4.${w.minorVersion} compound not understood past operation ${w.ops[w.ops.length - 1] ?? '?'} on a read-only grant`;
       return { action: 'answer', reply: acceptedReply(call.xid, compoundError(w.tag, NFS4ERR_ROFS)), reason: 'rofs', detail };
     }

@@ -1,12 +1,14 @@
 /**
  * NFSv4.x COMPOUND requests (RFC 7530 section 16.2, RFC 8881 section 18):
  * the tag, the minor version and the operations, walked far enough to tell
- * whether the compound changes the file system. Arguments are skipped by
- * their XDR layout; an operation whose arguments this walker cannot skip
- * ends the walk, and the result says so. Pure.
+ * whether the compound changes the file system and which names it looks
+ * up. Arguments are skipped by their XDR layout; an operation whose
+ * arguments this walker cannot skip (or that lie past the bytes it was
+ * given) ends the walk, and the result says so. Pure.
  */
 import { ProtocolError } from '../errors';
 
+export const NFS4ERR_ACCESS = 13;
 export const NFS4ERR_ROFS = 30;
 
 /** Operations that change the file system whatever their arguments. */
@@ -34,6 +36,8 @@ export interface CompoundWalk {
   minorVersion: number;
   /** Operation codes in order, as far as the walk got. */
   ops: number[];
+  /** Per operation: the component a LOOKUP, or an OPEN by name (CLAIM_NULL), names; null for the others. */
+  names: (string | null)[];
   /** The first operation that writes: its index and name. */
   mutating: { index: number; name: string } | null;
   /** The walk stopped before the last operation (an operation it cannot skip, or the end of what it was given). */
@@ -72,6 +76,19 @@ class Cursor {
     this.at += padded;
     return true;
   }
+  /** Reads a component4 (utf8str_cs<1024>); null if it does not fit. */
+  component(): string | null {
+    const start = this.at;
+    if (!this.opaque(1024)) {
+      return null;
+    }
+    const len = this.b.readUInt32BE(start);
+    return this.b.toString('utf8', start + 4, start + 4 + len);
+  }
+  /** Skips a fattr4: bitmap4 then the attribute values as one opaque. */
+  fattr(): boolean {
+    return this.bitmap() && this.opaque();
+  }
   /** Skips a bitmap4 (uint32 count, then words). */
   bitmap(): boolean {
     if (!this.has(4)) {
@@ -96,9 +113,10 @@ class Cursor {
 /**
  * Skips one operation's arguments. Returns false when it cannot (unknown
  * operation, or arguments past the end of `b`). Sets `writes` for an OPEN
- * that asks for write access or creates, and an OPENATTR that creates.
+ * that asks for write access or creates, and an OPENATTR that creates;
+ * `name` for a LOOKUP and an OPEN by name.
  */
-function skipArgs(op: number, c: Cursor, out: { writes: boolean }): boolean {
+function skipArgs(op: number, c: Cursor, out: { writes: boolean; name: string | null }): boolean {
   switch (op) {
     case 10: // GETFH
     case 16: // LOOKUPP
@@ -142,8 +160,29 @@ function skipArgs(op: number, c: Cursor, out: { writes: boolean }): boolean {
       return n <= 1024 && c.fixed(16 * n);
     }
     case 15: // LOOKUP
+      out.name = c.component();
+      return out.name !== null;
+    case 11: // LINK: newname
+    case 28: // REMOVE: target
     case 33: // SECINFO
       return c.opaque(1024);
+    case 29: // RENAME: oldname, newname
+      return c.opaque(1024) && c.opaque(1024);
+    case 5: // COMMIT: offset, count
+      return c.fixed(12);
+    case 34: // SETATTR: stateid, fattr4
+      return c.fixed(16) && c.fattr();
+    case 38: // WRITE: stateid, offset, stable, data
+      return c.fixed(28) && c.opaque();
+    case 6: {
+      // CREATE: createtype4 (a symlink's target, a device's numbers), objname, createattrs
+      if (!c.has(4)) {
+        return false;
+      }
+      const type = c.u32();
+      const body = type === 5 ? c.opaque() : type === 3 || type === 4 ? c.fixed(8) : true;
+      return body && c.opaque(1024) && c.fattr();
+    }
     case 22: // PUTFH
       return c.opaque(128);
     case 17: // NVERIFY
@@ -181,10 +220,19 @@ function skipArgs(op: number, c: Cursor, out: { writes: boolean }): boolean {
         return false;
       }
       const opentype = c.u32();
-      if ((access & 2) !== 0 || opentype !== 0) {
-        // OPEN4_SHARE_ACCESS_WRITE, or OPEN4_CREATE: a write either way.
-        out.writes = true;
-        return false;
+      // OPEN4_SHARE_ACCESS_WRITE, or OPEN4_CREATE: a write either way.
+      out.writes = (access & 2) !== 0 || opentype !== 0;
+      if (opentype !== 0) {
+        // createhow4: UNCHECKED4 and GUARDED4 carry attributes, EXCLUSIVE4 a
+        // verifier, EXCLUSIVE4_1 (v4.1) both.
+        if (!c.has(4)) {
+          return false;
+        }
+        const mode = c.u32();
+        const ok = mode === 0 || mode === 1 ? c.fattr() : mode === 2 ? c.fixed(8) : mode === 3 ? c.fixed(8) && c.fattr() : false;
+        if (!ok) {
+          return false;
+        }
       }
       if (!c.has(4)) {
         return false;
@@ -192,6 +240,8 @@ function skipArgs(op: number, c: Cursor, out: { writes: boolean }): boolean {
       const claim = c.u32();
       switch (claim) {
         case 0: // CLAIM_NULL: component
+          out.name = c.component();
+          return out.name !== null;
         case 3: // CLAIM_DELEGATE_PREV: component
           return c.opaque(1024);
         case 1: // CLAIM_PREVIOUS: delegation type
@@ -212,7 +262,11 @@ function skipArgs(op: number, c: Cursor, out: { writes: boolean }): boolean {
   }
 }
 
-/** Walks a COMPOUND's arguments starting at `at` in `rec` (the RPC call's args). */
+/**
+ * Walks a COMPOUND's arguments starting at `at` in `rec` (the RPC call's
+ * args), past writing operations too, so that the mount checks see every
+ * LOOKUP a readable compound holds.
+ */
 export function walkCompound(rec: Buffer, at: number): CompoundWalk | ProtocolError {
   const c = new Cursor(rec, at);
   const tagStart = at;
@@ -228,27 +282,27 @@ export function walkCompound(rec: Buffer, at: number): CompoundWalk | ProtocolEr
   if (n > 1024) {
     return new ProtocolError('SGW_ERR_PROTO_MALFORMED', `COMPOUND of ${n} operations`);
   }
-  const ops: number[] = [];
+  const w: CompoundWalk = { tag, minorVersion, ops: [], names: [], mutating: null, incomplete: false };
   for (let i = 0; i < n; i++) {
     if (!c.has(4)) {
-      return { tag, minorVersion, ops, mutating: null, incomplete: true };
+      w.incomplete = true;
+      return w;
     }
     const op = c.u32();
-    ops.push(op);
-    const name = NFS4_MUTATING.get(op);
-    if (name !== undefined) {
-      return { tag, minorVersion, ops, mutating: { index: i, name }, incomplete: false };
-    }
-    const flags = { writes: false };
+    const flags = { writes: false, name: null as string | null };
     const skipped = skipArgs(op, c, flags);
-    if (flags.writes) {
-      return { tag, minorVersion, ops, mutating: { index: i, name: op === OPEN ? 'OPEN for write or create' : 'OPENATTR create' }, incomplete: false };
+    w.ops.push(op);
+    w.names.push(flags.name);
+    const name = NFS4_MUTATING.get(op) ?? (flags.writes ? (op === OPEN ? 'OPEN for write or create' : 'OPENATTR create') : undefined);
+    if (name !== undefined && w.mutating === null) {
+      w.mutating = { index: i, name };
     }
     if (!skipped) {
-      return { tag, minorVersion, ops, mutating: null, incomplete: i < n - 1 };
+      w.incomplete = i < n - 1;
+      return w;
     }
   }
-  return { tag, minorVersion, ops, mutating: null, incomplete: false };
+  return w;
 }
 
 /** COMPOUND4res with `status` and no results (the gateway executed nothing). */

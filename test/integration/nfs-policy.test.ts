@@ -4,7 +4,8 @@
  * root squash (a root write lands as the anonymous uid, where the backend
  * itself squashes nothing), uid ranges (AUTH_ERROR outside), and MOUNT
  * checks (another export on the same backend, which the backend would
- * allow to the domain's source IP, is refused). In the kernel plane the
+ * allow to the domain's source IP, is refused: MOUNT in v3, the LOOKUP
+ * path in v4). In the kernel plane the
  * same policies steer only those grants through the proxy.
  */
 import * as fs from 'node:fs';
@@ -115,8 +116,10 @@ t.test('MOUNT: another export on the same backend is refused; the granted one wo
   const k = daemon('kernel', (y) => y);
   await k.start();
   const direct = await run('nfs-ls', [nfs('/export/acme-private', 3)], { ns: NS.g1 });
+  const direct4 = await run('nfs-ls', [nfs('/export/acme-private', 4)], { ns: NS.g1 });
   await k.dispose();
   t.equal(direct.code, 0, 'without mount checks (kernel plane, nothing steered) the backend lets it through');
+  t.equal(direct4.code, 0, `in NFSv4 too: ${direct4.stderr}`);
 
   const d = daemon('proxy', (y) => y);
   t.teardown(() => d.dispose());
@@ -128,4 +131,15 @@ t.test('MOUNT: another export on the same backend is refused; the granted one wo
   t.equal(own.code, 0, own.stderr);
   t.match(own.stdout, /hello\.txt/);
   t.ok((await answers('export-list')) >= 1, "libnfs's MOUNT EXPORT was answered with acme's exports only");
+
+  // NFSv4 has no MOUNT: the gateway follows PUTROOTFH and the LOOKUPs.
+  const other4 = await run('nfs-ls', [nfs('/export/acme-private', 4)], { ns: NS.g1 });
+  t.not(other4.code, 0, 'NFSv4: the other export is refused');
+  t.match(other4.stderr + other4.stdout, /ACCESS|ermission/i, `with an access error: ${other4.stderr.trim()}`);
+  t.equal(await answers('mount-denied'), 2, 'by the gateway (NFS4ERR_ACCESS), counted');
+  const own4 = await run('nfs-ls', [nfs('/export/acme', 4)], { ns: NS.g1 });
+  t.equal(own4.code, 0, own4.stderr);
+  t.match(own4.stdout, /hello\.txt/, 'NFSv4: the granted export lists');
+  const cat4 = await run('nfs-cat', [nfs('/export/acme/hello.txt', 4)], { ns: NS.g1 });
+  t.match(cat4.stdout, /hello from acme/, 'and reads');
 });

@@ -91,7 +91,7 @@ t.test('explain() allows with the share, rule and address that match', async (t)
       detail: null,
       enforced: true,
       to: { addr: '198.18.0.100', port: 2049 },
-      grant: { backend: '198.18.0.100', port: 2049, service: 'nfs', proto: 'NFS', level: 'rw', shares: [{ id: 'acme-nfs', level: 'rw' }] },
+      grant: { backend: '198.18.0.100', port: 2049, service: 'nfs', proto: 'NFS', level: 'rw', shares: [{ id: 'acme-nfs', level: 'rw' }], nfs: { readOnly: false, identity: null, exports: ['/export/acme'], steer: false } },
     },
   );
   t.strictSame(e.guest, {

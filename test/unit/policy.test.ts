@@ -159,7 +159,7 @@ t.test('decide() allows exactly the share ports of a matching share', async (t) 
   ]);
   t.strictSame(decide(d, g1, ip('198.18.0.100'), 2049), {
     allow: true,
-    grant: { backend: '198.18.0.100', port: 2049, service: 'nfs', proto: 'NFS', level: 'rw', shares: [{ id: 'acme-nfs', level: 'rw' }] },
+    grant: { backend: '198.18.0.100', port: 2049, service: 'nfs', proto: 'NFS', level: 'rw', shares: [{ id: 'acme-nfs', level: 'rw' }], nfs: { readOnly: false, identity: null, exports: ['/export/acme'], steer: false } },
   });
   for (const port of [111, 20048, 445, 22, 2050]) {
     t.strictSame(
@@ -301,7 +301,7 @@ t.test('decide() with IPv6 backends and guests', async (t) => {
   ]);
   t.strictSame(decide(d, g, ip('2001:DB8:18:0:0:0:0:100'), 2049), {
     allow: true,
-    grant: { backend: '2001:db8:18::100', port: 2049, service: 'nfs', proto: 'NFS', level: 'rw', shares: [{ id: 'nfs6', level: 'rw' }] },
+    grant: { backend: '2001:db8:18::100', port: 2049, service: 'nfs', proto: 'NFS', level: 'rw', shares: [{ id: 'nfs6', level: 'rw' }], nfs: { readOnly: false, identity: null, exports: ['/export/v6'], steer: false } },
   }, 'the destination is compared in canonical form');
   t.strictSame(decide(d, g, ip('2001:db8:18::100'), 445), {
     allow: false,
@@ -337,6 +337,7 @@ t.test('decide() and grantsFor() resolve rw/ro across several shares', async (t)
         proto: 'NFS',
         level: 'rw',
         shares: name === 'ro first' ? [{ id: 'a-ro', level: 'ro' }, { id: 'b-rw', level: 'rw' }] : [{ id: 'b-rw', level: 'rw' }, { id: 'a-ro', level: 'ro' }],
+        nfs: { readOnly: false, identity: null, exports: ['/export/a', '/export/b'], steer: false },
       },
     }, `${name}: 2049 is rw because one contributing share is rw`);
     t.strictSame(decide(d, g1, ip('198.18.0.100'), 111), {
@@ -393,7 +394,7 @@ t.test('grantsFor() merges, dedupes and sorts', async (t) => {
     { ...m(111, 'portmap'), backend: '198.18.0.99' },
     { ...m(2049, 'nfs', ['/export/m']), backend: '198.18.0.99' },
     { ...m(20048, 'mountd', ['/export/m']), backend: '198.18.0.99' },
-    { backend: '2001:db8::100', port: 2049, service: 'nfs', proto: 'NFS', level: 'rw', shares: [{ id: 'v6', level: 'rw' }] },
+    { backend: '2001:db8::100', port: 2049, service: 'nfs', proto: 'NFS', level: 'rw', shares: [{ id: 'v6', level: 'rw' }], nfs: { readOnly: false, identity: null, exports: ['/export/v6'], steer: false } },
   ]);
   t.strictSame(grantsFor(d, guest('nobody', ['203.0.113.1'])), [], 'a guest no rule matches gets no grants');
   t.strictSame(grantsFor(domain('empty', '198.18.0.11', [g1], []), g1), [], 'no shares, no grants');
@@ -437,7 +438,7 @@ t.test('compileDesired() output shape', async (t) => {
         guestIp: '169.254.4.2',
         gatewayIp: '169.254.4.1',
         sourceIp: '198.18.0.12',
-        grants: [{ backend: '198.18.0.102', port: 2049, service: 'nfs', proto: 'NFS', level: 'rw', shares: [{ id: 'a-nfs', level: 'rw' }] }],
+        grants: [{ backend: '198.18.0.102', port: 2049, service: 'nfs', proto: 'NFS', level: 'rw', shares: [{ id: 'a-nfs', level: 'rw' }], nfs: { readOnly: false, identity: null, exports: ['/export/a'], steer: false } }],
       },
       {
         key: 'zeta/z1',

@@ -373,8 +373,9 @@ export class ProxyPlane {
 
 /**
  * The protocol-aware transform a grant needs, if any: the SMB policy on SMB
- * grants; the NFS policy (ro, identity) on NFS grants that carry one, and
- * MOUNT checks on mountd grants. Everything else is a plain relay.
+ * grants; the NFS policy (ro, identity) and mount checks (MOUNT on mountd
+ * grants, PUTROOTFH/LOOKUP paths in NFSv4 compounds on nfs grants) on NFS
+ * grants. Everything else is a plain relay.
  */
 function transformFor(grant: Grant | undefined): { transform?: StreamTransform } {
   if (grant?.smb !== undefined) {
@@ -383,7 +384,7 @@ function transformFor(grant: Grant | undefined): { transform?: StreamTransform }
   }
   if (grant?.nfs !== undefined) {
     const p = grant.nfs;
-    return { transform: new RpcStream({ readOnly: p.readOnly, identity: p.identity, exports: grant.service === 'mountd' ? p.exports : null }) };
+    return { transform: new RpcStream({ readOnly: p.readOnly, identity: p.identity, exports: p.exports }) };
   }
   return {};
 }
