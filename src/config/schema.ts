@@ -54,6 +54,12 @@ export const domainTopSchema = z.strictObject({
       /** Allowed uid and gid ranges, "FROM-TO" or a single id; calls outside are refused. */
       uids: z.array(z.union([z.string(), z.number().int().min(0)])).optional(),
       gids: z.array(z.union([z.string(), z.number().int().min(0)])).optional(),
+      /**
+       * Offset map: guest uid/gid N is backend id N + idOffset (guest ids
+       * 0-65535; a multiple of 65536 keeps windows aligned, any value
+       * >= 65536 works). Domains on one host must not overlap.
+       */
+      idOffset: z.number().int().min(65536).max(0xffffffff - 65535).optional(),
     })
     .optional(),
   /** SMB policy of the domain's CIFS shares (enforced by the proxy). */

@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import type { ConfigProblem } from '../errors';
 import type { AccessRule, DaemonConfig, Domain, Guest, Share, SgwConfig } from '../model/config';
 import { parseExportLocation } from '../model/export-location';
+import { ID_WINDOW } from '../protocols/nfs-ids';
 import { DIALECTS } from '../protocols/smb2';
 import type { ExportLocation } from '../model/export-location';
 import { parseCidr, parseIp } from '../util/ip';
@@ -333,7 +334,23 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
       anonGid: f.nfs.anonGid ?? 65534,
       uids: ranges('uids'),
       gids: ranges('gids'),
+      idOffset: f.nfs.idOffset ?? null,
     };
+    if (nfs.idOffset !== null) {
+      // The map covers guest ids 0-65535: ranges and anonymous ids must lie inside.
+      for (const key of ['uids', 'gids'] as const) {
+        (nfs[key] ?? []).forEach((r, i) => {
+          if (r.to >= ID_WINDOW) {
+            out.push(src.problem(['nfs', key, i], 'SGW_ERR_CONFIG_SCHEMA', `with idOffset, guest ids are 0-${ID_WINDOW - 1}: ${r.from}-${r.to} reaches past them`));
+          }
+        });
+      }
+      for (const key of ['anonUid', 'anonGid'] as const) {
+        if (nfs[key] >= ID_WINDOW) {
+          out.push(src.problem(['nfs', key], 'SGW_ERR_CONFIG_SCHEMA', `with idOffset, ${key} is a guest id (0-${ID_WINDOW - 1}), not ${nfs[key]}`));
+        }
+      }
+    }
   }
   const domain: Domain = {
     file: src.file,
@@ -408,6 +425,19 @@ function crossDomainChecks(checked: readonly Checked[], out: ConfigProblem[]): v
     d.shares.forEach((s, n) => {
       claim('share', s.id, c, ['shares', c.shareIndex[n] ?? 0, 'id'], 'share id');
     });
+  }
+  // Offset maps: each domain owns backend ids [idOffset, idOffset + 65536).
+  // Two windows that overlap would give two domains one backend owner.
+  const windows = checked.filter((c) => c.domain.nfs?.idOffset != null).sort((a, b) => (a.domain.nfs?.idOffset ?? 0) - (b.domain.nfs?.idOffset ?? 0));
+  for (let i = 1; i < windows.length; i++) {
+    const prev = windows[i - 1] as Checked;
+    const c = windows[i] as Checked;
+    const a = prev.domain.nfs?.idOffset ?? 0;
+    const b = c.domain.nfs?.idOffset ?? 0;
+    if (b < a + ID_WINDOW) {
+      const where = path.basename(prev.src.file);
+      out.push(c.src.problem(['nfs', 'idOffset'], 'SGW_ERR_CONFIG_DUPLICATE', `idOffset ${b} overlaps domain "${prev.domain.name}" (${where}, idOffset ${a}): backend ids ${b}-${a + ID_WINDOW - 1} would belong to both; offsets must be at least ${ID_WINDOW} apart`));
+    }
   }
 }
 

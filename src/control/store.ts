@@ -105,7 +105,7 @@ const grantSchema = z.strictObject({
     .strictObject({
       readOnly: z.boolean(),
       identity: z
-        .strictObject({ rootSquash: z.boolean(), anonUid: z.number().int(), anonGid: z.number().int(), uids: z.array(idRange).nullable(), gids: z.array(idRange).nullable() })
+        .strictObject({ rootSquash: z.boolean(), anonUid: z.number().int(), anonGid: z.number().int(), uids: z.array(idRange).nullable(), gids: z.array(idRange).nullable(), idOffset: z.number().int().nullable().default(null) })
         .nullable(),
       exports: z.array(z.string()),
       steer: z.boolean(),

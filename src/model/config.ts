@@ -48,6 +48,8 @@ export interface NfsSettings {
   anonGid: number;
   uids: { from: number; to: number }[] | null;
   gids: { from: number; to: number }[] | null;
+  /** Guest id N is backend id N + idOffset (guest ids 0-65535); null: no mapping. */
+  idOffset: number | null;
 }
 
 /** A domain's SMB policy (MS-SMB2 dialect revision numbers). */

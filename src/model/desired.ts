@@ -31,7 +31,7 @@ export interface SmbGrantPolicy {
 export interface NfsGrantPolicy {
   /** Every granting share is ro: mutating NFSv3 calls get NFS3ERR_ROFS. */
   readOnly: boolean;
-  identity: { rootSquash: boolean; anonUid: number; anonGid: number; uids: { from: number; to: number }[] | null; gids: { from: number; to: number }[] | null } | null;
+  identity: { rootSquash: boolean; anonUid: number; anonGid: number; uids: { from: number; to: number }[] | null; gids: { from: number; to: number }[] | null; idOffset: number | null } | null;
   /** Export paths of the granted NFS shares on this backend (MOUNT checks), sorted. */
   exports: string[];
   /** ro or an identity policy: with `dataplane: kernel` the grant is steered through the proxy. */

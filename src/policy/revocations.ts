@@ -1,4 +1,4 @@
-import type { DesiredState, GuestState, SmbGrantPolicy } from '../model/desired';
+import type { DesiredState, GuestState, NfsGrantPolicy, SmbGrantPolicy } from '../model/desired';
 
 /** Why an established flow must be cut. Stable values (logs, counters). */
 export type RevocationReason = 'guest-removed' | 'tunnel-changed' | 'source-changed' | 'grant-removed' | 'level-changed' | 'policy-changed';
@@ -45,13 +45,27 @@ export function revocations(prev: DesiredState | null, next: DesiredState): Revo
         out.push({ guestKey: old.key, guestIp: old.guestIp, backend: gr.backend, port: gr.port, reason: 'grant-removed' });
       } else if (n.level !== gr.level) {
         out.push({ guestKey: old.key, guestIp: old.guestIp, backend: gr.backend, port: gr.port, reason: 'level-changed' });
-      } else if (!sameSmbPolicy(gr.smb, n.smb) || JSON.stringify(gr.nfs ?? null) !== JSON.stringify(n.nfs ?? null)) {
-        // Sessions were admitted under the old SMB policy (floor, encryption, shares).
+      } else if (!sameSmbPolicy(gr.smb, n.smb) || !sameNfsPolicy(gr.nfs, n.nfs)) {
+        // Sessions were admitted under the old SMB policy (floor, encryption,
+        // shares) or NFS policy (ro, identity map).
         out.push({ guestKey: old.key, guestIp: old.guestIp, backend: gr.backend, port: gr.port, reason: 'policy-changed' });
       }
     }
   }
   return out;
+}
+
+/**
+ * ro and the identity policy are fixed for a session's life; the export list
+ * is not compared: the proxy reads it live, so a share added or removed on a
+ * backend changes what new LOOKUPs and MOUNTs may reach without cutting the
+ * connections other shares use.
+ */
+function sameNfsPolicy(a: NfsGrantPolicy | undefined, b: NfsGrantPolicy | undefined): boolean {
+  if (a === undefined || b === undefined) {
+    return a === b;
+  }
+  return a.readOnly === b.readOnly && JSON.stringify(a.identity) === JSON.stringify(b.identity);
 }
 
 function sameSmbPolicy(a: SmbGrantPolicy | undefined, b: SmbGrantPolicy | undefined): boolean {

@@ -26,7 +26,8 @@
  *   backend's own list names other tenants' exports.
  */
 import type { ProtocolError } from '../errors';
-import { compoundError, NFS4ERR_ACCESS, NFS4ERR_ROFS, walkCompound } from './nfs4';
+import { ID_WINDOW, sattrIds } from './nfs-ids';
+import { compoundError, NFS4ERR_ACCESS, NFS4ERR_PERM, NFS4ERR_ROFS, walkCompound } from './nfs4';
 import type { CompoundWalk } from './nfs4';
 import { acceptedReply, authErrorReply, AUTH_TOOWEAK, decodeString, PROG_MOUNT, PROG_NFS } from './rpc';
 import type { RpcCall } from './rpc';
@@ -43,17 +44,19 @@ export interface IdentityPolicy {
   /** null: any id. */
   uids: IdRange[] | null;
   gids: IdRange[] | null;
+  /** Offset map (nfs-ids.ts): guest id N is backend id N + idOffset; null: ids pass as they are. */
+  idOffset: number | null;
 }
 
 export interface NfsPolicy {
   readOnly: boolean;
   identity: IdentityPolicy | null;
-  /** Export paths the guest may mount on this backend; null: no check. */
-  exports: string[] | null;
+  /** Export paths the guest may mount on this backend; null: no check. May be a getter (the proxy reads the current grant). */
+  readonly exports: readonly string[] | null;
 }
 
 /** Why the gateway answered or refused; stable values (metrics, access log). */
-export type NfsAction = 'rofs' | 'uid-range' | 'mount-denied' | 'export-list';
+export type NfsAction = 'rofs' | 'uid-range' | 'mount-denied' | 'export-list' | 'owner-set';
 
 export type CallVerdict =
   | { action: 'forward'; patches: { at: number; value: number }[] }
@@ -75,6 +78,7 @@ export const NFS3_MUTATING: ReadonlyMap<number, { name: string; failBytes: numbe
   [21, { name: 'COMMIT', failBytes: 8 }],
 ]);
 
+export const NFS3ERR_PERM = 1;
 export const NFS3ERR_ROFS = 30;
 export const MNT3ERR_ACCES = 13;
 const MOUNTPROC3_MNT = 1;
@@ -155,24 +159,53 @@ export function leavesExports(w: CompoundWalk, exports: readonly string[]): stri
 export function judgeCall(call: RpcCall, rec: Buffer, policy: NfsPolicy): CallVerdict {
   const patches: { at: number; value: number }[] = [];
   const id = policy.identity;
+  const offset = id?.idOffset ?? null;
   if (id !== null && call.sys !== null) {
     const s = call.sys;
-    if (id.rootSquash && s.uid === 0) {
-      patches.push({ at: s.uidAt, value: id.anonUid });
-    } else if (!inRanges(s.uid, id.uids)) {
-      return { action: 'answer', reply: authErrorReply(call.xid, AUTH_TOOWEAK), reason: 'uid-range', detail: `uid ${s.uid} is outside the domain's allowed range` };
+    // Squash first (a guest-side id), then check, then map: the anonymous id
+    // is mapped like any other, so each domain's nobody is its own.
+    const one = (value: number, at: number, anon: number, ranges: IdRange[] | null, what: string): string | null => {
+      let v = value;
+      if (id.rootSquash && v === 0) {
+        v = anon;
+      } else if (!inRanges(v, ranges)) {
+        return `${what} ${value} is outside the domain's allowed range`;
+      }
+      if (offset !== null && v >= ID_WINDOW) {
+        return `${what} ${value} is outside the domain's id map (0-${ID_WINDOW - 1})`;
+      }
+      const out = offset === null ? v : v + offset;
+      if (out !== value) {
+        patches.push({ at, value: out });
+      }
+      return null;
+    };
+    const refused =
+      one(s.uid, s.uidAt, id.anonUid, id.uids, 'uid') ??
+      one(s.gid, s.gidAt, id.anonGid, id.gids, 'gid') ??
+      s.gids.reduce<string | null>((r, g, i) => r ?? one(g, s.gidsAt + 4 * i, id.anonGid, id.gids, 'aux gid'), null);
+    if (refused !== null) {
+      return { action: 'answer', reply: authErrorReply(call.xid, AUTH_TOOWEAK), reason: 'uid-range', detail: refused };
     }
-    if (id.rootSquash && s.gid === 0) {
-      patches.push({ at: s.gidAt, value: id.anonGid });
-    } else if (!inRanges(s.gid, id.gids)) {
-      return { action: 'answer', reply: authErrorReply(call.xid, AUTH_TOOWEAK), reason: 'uid-range', detail: `gid ${s.gid} is outside the domain's allowed range` };
+  }
+  if (offset !== null && call.prog === PROG_NFS && call.vers === 3) {
+    // The ids a call sets (chown, or the owner at create) are guest ids too.
+    const set = sattrIds(call.proc, rec, call.argsAt);
+    if (set instanceof Error) {
+      return { action: 'refuse', reason: 'malformed', detail: set.message, error: set };
     }
-    for (let i = 0; i < s.gids.length; i++) {
-      const g = s.gids[i] as number;
-      if (id.rootSquash && g === 0) {
-        patches.push({ at: s.gidsAt + 4 * i, value: id.anonGid });
-      } else if (!inRanges(g, id.gids)) {
-        return { action: 'answer', reply: authErrorReply(call.xid, AUTH_TOOWEAK), reason: 'uid-range', detail: `aux gid ${g} is outside the domain's allowed range` };
+    if (set !== null) {
+      const outside = [set.uidAt !== null && (set.uid >= ID_WINDOW || !inRanges(set.uid, id?.uids ?? null)) ? `uid ${set.uid}` : null, set.gidAt !== null && (set.gid >= ID_WINDOW || !inRanges(set.gid, id?.gids ?? null)) ? `gid ${set.gid}` : null].filter((x) => x !== null);
+      if (outside.length > 0) {
+        const res = Buffer.alloc(4 + 8); // status, then empty wcc_data (or obj + wcc for creates: both start with two false bools)
+        res.writeUInt32BE(NFS3ERR_PERM, 0);
+        return { action: 'answer', reply: acceptedReply(call.xid, res), reason: 'uid-range', detail: `NFSv3 procedure ${call.proc} sets ${outside.join(' and ')}, outside the domain's ids` };
+      }
+      if (set.uidAt !== null) {
+        patches.push({ at: set.uidAt, value: set.uid + offset });
+      }
+      if (set.gidAt !== null) {
+        patches.push({ at: set.gidAt, value: set.gid + offset });
       }
     }
   }
@@ -184,10 +217,15 @@ export function judgeCall(call: RpcCall, rec: Buffer, policy: NfsPolicy): CallVe
       return { action: 'answer', reply: acceptedReply(call.xid, res), reason: 'rofs', detail: `NFSv3 ${m.name} on a read-only grant` };
     }
   }
-  if (call.prog === PROG_NFS && call.vers === 4 && call.proc === 1 && (policy.readOnly || policy.exports !== null)) {
+  if (call.prog === PROG_NFS && call.vers === 4 && call.proc === 1 && (policy.readOnly || policy.exports !== null || offset !== null)) {
     const w = walkCompound(rec, call.argsAt);
     if (w instanceof Error) {
       return { action: 'refuse', reason: 'malformed', detail: w.message, error: w };
+    }
+    if (offset !== null && w.setsOwner) {
+      // Mapping an owner string changes its length, and the gateway rewrites
+      // calls only in place: a chown over NFSv4 is refused, not passed raw.
+      return { action: 'answer', reply: acceptedReply(call.xid, compoundError(w.tag, NFS4ERR_PERM)), reason: 'owner-set', detail: `NFSv4.${w.minorVersion} sets owner or owner_group on an id-mapped grant` };
     }
     if (policy.exports !== null) {
       const out = leavesExports(w, policy.exports);

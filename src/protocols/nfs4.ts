@@ -8,6 +8,7 @@
  */
 import { ProtocolError } from '../errors';
 
+export const NFS4ERR_PERM = 1;
 export const NFS4ERR_ACCESS = 13;
 export const NFS4ERR_ROFS = 30;
 
@@ -38,6 +39,8 @@ export interface CompoundWalk {
   ops: number[];
   /** Per operation: the component a LOOKUP, or an OPEN by name (CLAIM_NULL), names; null for the others. */
   names: (string | null)[];
+  /** Some operation sets owner or owner_group (SETATTR, CREATE, OPEN with attributes, as far as the walk got). */
+  setsOwner: boolean;
   /** The first operation that writes: its index and name. */
   mutating: { index: number; name: string } | null;
   /** The walk stopped before the last operation (an operation it cannot skip, or the end of what it was given). */
@@ -45,6 +48,8 @@ export interface CompoundWalk {
 }
 
 class Cursor {
+  /** A fattr4 skipped so far had owner (36) or owner_group (37) set. */
+  ownerSet = false;
   constructor(
     private readonly b: Buffer,
     public at: number,
@@ -87,7 +92,15 @@ class Cursor {
   }
   /** Skips a fattr4: bitmap4 then the attribute values as one opaque. */
   fattr(): boolean {
-    return this.bitmap() && this.opaque();
+    const at = this.at;
+    if (!this.bitmap()) {
+      return false;
+    }
+    // owner and owner_group are bits 4 and 5 of the second word.
+    if (this.b.readUInt32BE(at) >= 2 && (this.b.readUInt32BE(at + 8) & 0x30) !== 0) {
+      this.ownerSet = true;
+    }
+    return this.opaque();
   }
   /** Skips a bitmap4 (uint32 count, then words). */
   bitmap(): boolean {
@@ -282,7 +295,7 @@ export function walkCompound(rec: Buffer, at: number): CompoundWalk | ProtocolEr
   if (n > 1024) {
     return new ProtocolError('SGW_ERR_PROTO_MALFORMED', `COMPOUND of ${n} operations`);
   }
-  const w: CompoundWalk = { tag, minorVersion, ops: [], names: [], mutating: null, incomplete: false };
+  const w: CompoundWalk = { tag, minorVersion, ops: [], names: [], setsOwner: false, mutating: null, incomplete: false };
   for (let i = 0; i < n; i++) {
     if (!c.has(4)) {
       w.incomplete = true;
@@ -293,6 +306,7 @@ export function walkCompound(rec: Buffer, at: number): CompoundWalk | ProtocolEr
     const skipped = skipArgs(op, c, flags);
     w.ops.push(op);
     w.names.push(flags.name);
+    w.setsOwner = c.ownerSet;
     const name = NFS4_MUTATING.get(op) ?? (flags.writes ? (op === OPEN ? 'OPEN for write or create' : 'OPENATTR create') : undefined);
     if (name !== undefined && w.mutating === null) {
       w.mutating = { index: i, name };

@@ -10,13 +10,23 @@
  *   it never lands in the middle of a backend reply;
  * - refused: malformed bytes close the connection.
  *
- * Replies from the backend are only framed (to know their boundaries). Pure.
+ * Replies from the backend are only framed (to know their boundaries),
+ * unless the domain has an id offset map: then each reply record is held
+ * whole (up to RPC_MAX_REPLY), its attributes are mapped back to guest ids
+ * (nfs-ids.ts), and it is sent on as one fragment. Pure.
  */
 import { ProtocolError } from '../errors';
+import { mapCompound4, mapReply3 } from './nfs-ids';
+import type { IdMap } from './nfs-ids';
 import { judgeCall } from './nfs-policy';
 import type { NfsPolicy } from './nfs-policy';
 import type { Refusal, Relay, StreamTransform } from './relay';
-import { decodeCall, LAST_FRAGMENT, RPC_HEAD_MAX, RPC_MAX_FRAGMENT } from './rpc';
+import { decodeCall, decodeReply, LAST_FRAGMENT, PROG_NFS, RPC_HEAD_MAX, RPC_MAX_FRAGMENT } from './rpc';
+
+/** The largest reply record held whole for id mapping (a 1 MiB READ or READDIRPLUS and its headers fit). */
+export const RPC_MAX_REPLY = 8 * 1024 * 1024;
+/** Calls awaiting a reply whose procedure the stream remembers for mapping; more is a misbehaving guest. */
+const MAX_OUTSTANDING = 16384;
 
 
 /** Walks one direction's record marking: prefix, then payload bytes, fragment by fragment. */
@@ -73,8 +83,18 @@ export class RpcStream implements StreamTransform {
   private readonly inject: Buffer[] = [];
   private failed: Refusal | null = null;
   readonly proto = 'nfs';
+  /** Set with an id offset map: replies are held and mapped back. */
+  private readonly idMap: IdMap | null;
+  /** xid -> NFS version and procedure of forwarded calls (with a map only). */
+  private readonly outstanding = new Map<number, { vers: number; proc: number }>();
+  /** Payload of the reply record being held, fragment by fragment. */
+  private reply: Buffer[] = [];
+  private replyLen = 0;
 
-  constructor(private readonly policy: NfsPolicy) {}
+  constructor(private readonly policy: NfsPolicy) {
+    const id = policy.identity;
+    this.idMap = id?.idOffset == null ? null : { offset: id.idOffset, anonUid: id.anonUid, anonGid: id.anonGid };
+  }
 
   /** Bytes from the guest. */
   fromGuest(chunk: Buffer): Relay {
@@ -159,6 +179,9 @@ export class RpcStream implements StreamTransform {
       out.refusal = this.failed;
       return out;
     }
+    if (this.idMap !== null) {
+      return this.fromBackendMapped(chunk, out, this.idMap);
+    }
     const m = this.down;
     let off = 0;
     let from = 0;
@@ -192,6 +215,78 @@ export class RpcStream implements StreamTransform {
       out.toGuest.push(...this.inject.splice(0));
     }
     return out;
+  }
+
+  /** With a map: reply records are held whole, mapped, and sent as one fragment each. */
+  private fromBackendMapped(chunk: Buffer, out: Relay, map: IdMap): Relay {
+    const m = this.down;
+    let off = 0;
+    while (off < chunk.length) {
+      if (m.remaining === -1) {
+        const took = m.takePrefix(chunk, off);
+        if (took instanceof ProtocolError) {
+          return this.fail(out, took);
+        }
+        off += took;
+        if (m.remaining === -1) {
+          continue;
+        }
+        if (this.replyLen + m.fragLen > RPC_MAX_REPLY) {
+          return this.fail(out, new ProtocolError('SGW_ERR_PROTO_TOO_LARGE', `RPC reply of more than ${RPC_MAX_REPLY} bytes cannot be held for id mapping`));
+        }
+      } else {
+        const take = Math.min(m.remaining, chunk.length - off);
+        this.reply.push(chunk.subarray(off, off + take));
+        this.replyLen += take;
+        off += take;
+        m.remaining -= take;
+      }
+      if (m.remaining === 0) {
+        m.remaining = -1;
+        if (m.last) {
+          const rec = Buffer.concat(this.reply, this.replyLen);
+          this.reply = [];
+          this.replyLen = 0;
+          const mapped = this.mapReply(rec, map);
+          if (mapped instanceof ProtocolError) {
+            return this.fail(out, mapped);
+          }
+          const head = Buffer.alloc(4);
+          head.writeUInt32BE((LAST_FRAGMENT | mapped.length) >>> 0, 0);
+          out.toGuest.push(head, mapped);
+          if (this.inject.length > 0) {
+            out.toGuest.push(...this.inject.splice(0));
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  /** One whole reply record with the backend's ids mapped back (a new buffer when lengths change). */
+  private mapReply(rec: Buffer, map: IdMap): Buffer | ProtocolError {
+    const r = decodeReply(rec);
+    if (r instanceof ProtocolError) {
+      return r;
+    }
+    const call = this.outstanding.get(r.xid);
+    if (call === undefined) {
+      return rec; // not a call this stream forwarded to NFS (portmap, MOUNT, NULL)
+    }
+    this.outstanding.delete(r.xid);
+    if (!r.accepted || r.acceptStat !== 0) {
+      return rec;
+    }
+    if (call.vers === 3) {
+      const err = mapReply3(call.proc, rec.subarray(r.resultAt), map);
+      return err ?? rec;
+    }
+    const res = rec.subarray(r.resultAt);
+    const v4 = mapCompound4(res, map);
+    if (v4 instanceof ProtocolError) {
+      return v4;
+    }
+    return v4.res === res ? rec : Buffer.concat([rec.subarray(0, r.resultAt), v4.res]);
   }
 
   /** End of a fragment's payload. A record-starting fragment shorter than the head is decided here. */
@@ -235,6 +330,12 @@ export class RpcStream implements StreamTransform {
     }
     for (const p of v.patches) {
       held.writeUInt32BE(p.value >>> 0, 4 + p.at);
+    }
+    if (this.idMap !== null && call.prog === PROG_NFS && (call.vers === 3 || (call.vers === 4 && call.proc === 1))) {
+      if (this.outstanding.size >= MAX_OUTSTANDING) {
+        return this.fail(out, new ProtocolError('SGW_ERR_PROTO_TOO_LARGE', `more than ${MAX_OUTSTANDING} NFS calls without a reply`));
+      }
+      this.outstanding.set(call.xid, { vers: call.vers, proc: call.proc });
     }
     out.toBackend.push(held);
     return null;

@@ -143,3 +143,51 @@ t.test('MOUNT: another export on the same backend is refused; the granted one wo
   const cat4 = await run('nfs-cat', [nfs('/export/acme/hello.txt', 4)], { ns: NS.g1 });
   t.match(cat4.stdout, /hello from acme/, 'and reads');
 });
+
+t.test('id offset map: two domains writing as uid 500 land as two backend owners, and each sees its own files as uid 500', async (t) => {
+  const lab = labYaml('proxy').domains;
+  const acme = withNfs('{ rootSquash: true, idOffset: 131072 }')(lab['acme.yaml'] ?? '');
+  const beta = (lab['beta.yaml'] ?? '')
+    .replace('sourceIp: 198.18.0.12\n', 'sourceIp: 198.18.0.12\nnfs: { rootSquash: true, idOffset: 196608 }\n')
+    .replace('    proto: NFS\n', '    proto: NFS\n    nfsv3: true\n');
+  const d = new LabDaemon({ plane: 'proxy', domains: { 'acme.yaml': acme, 'beta.yaml': beta }, extra: `metrics: 127.0.0.1:${PORT}\n` });
+  t.teardown(() => d.dispose());
+  await d.start();
+  const as500 = '&uid=500&gid=500';
+  const who = [
+    { ns: NS.g1, host: ACME, exp: '/export/acme', dir: 'acme', backendId: 131072 + 500 },
+    { ns: NS.g2, host: '198.18.0.101', exp: '/export/beta', dir: 'beta', backendId: 196608 + 500 },
+  ];
+  for (const v of [3, 4] as const) {
+    for (const w of who) {
+      const name = `idmap-v${v}-${w.dir}-${process.pid}.txt`;
+      const src = upload(name);
+      if (v === 4) {
+        // libnfs 4.0's NFSv4 copy as a non-root uid fails past one small
+        // WRITE against ganesha even with no gateway (kernel plane, nothing
+        // steered): write a few bytes.
+        fs.writeFileSync(src, 'id map v4\n');
+      }
+      const dst = path.join(DATA, w.dir, name);
+      t.teardown(() => {
+        fs.rmSync(src, { force: true });
+        fs.rmSync(dst, { force: true });
+      });
+      const cp = await run('nfs-cp', [src, `nfs://${w.host}${w.exp}/${name}?version=${v}${as500}`], { ns: w.ns });
+      t.equal(cp.code, 0, `${w.dir} v${v}: ${cp.stderr}`);
+      const st = fs.statSync(dst);
+      t.same([st.uid, st.gid], [w.backendId, w.backendId], `${w.dir} v${v}: uid 500 lands as backend uid ${w.backendId}`);
+      const ls = await run('nfs-ls', [`nfs://${w.host}${w.exp}?version=${v}${as500}`], { ns: w.ns });
+      t.equal(ls.code, 0, ls.stderr);
+      const line = ls.stdout.split('\n').find((l) => l.endsWith(` ${name}`)) ?? '';
+      t.match(line, /\s500\s+500\s/, `${w.dir} v${v}: the guest sees its file as uid 500: ${line.trim()}`);
+      t.notMatch(ls.stdout, new RegExp(`\\s${w.backendId}\\s`), 'no backend id reaches the guest');
+    }
+  }
+  // The backend's own ids (root's hello.txt) show as the domain's anonymous id in v3 attributes.
+  const ls3 = await run('nfs-ls', [nfs('/export/acme', 3, as500)], { ns: NS.g1 });
+  t.match(ls3.stdout.split('\n').find((l) => l.endsWith(' hello.txt')) ?? '', /\s65534\s+65534\s/, "a file of the backend's own root shows as nobody");
+  // uid 70000 is past the window: refused.
+  const far = await run('nfs-ls', [nfs('/export/acme', 3, '&uid=70000&gid=500')], { ns: NS.g1 });
+  t.not(far.code, 0, 'a uid outside the id map is refused');
+});

@@ -1100,9 +1100,23 @@ t.test('NFS identity policy: defaults, ranges, and their mistakes', async (t) =>
   t.equal(validate(DAEMON, { 'acme.yaml': base }).config?.domains[0]?.nfs, null, 'no nfs block: no identity policy');
   const d = validate(DAEMON, { 'acme.yaml': `${base}nfs: { uids: ["1000-59999", 65534], gids: ["100"] }\n` });
   t.same(d.problems, []);
-  t.same(d.config?.domains[0]?.nfs, { rootSquash: true, anonUid: 65534, anonGid: 65534, uids: [{ from: 1000, to: 59999 }, { from: 65534, to: 65534 }], gids: [{ from: 100, to: 100 }] }, 'root squash on by default once the block is there');
+  t.same(d.config?.domains[0]?.nfs, { rootSquash: true, anonUid: 65534, anonGid: 65534, uids: [{ from: 1000, to: 59999 }, { from: 65534, to: 65534 }], gids: [{ from: 100, to: 100 }], idOffset: null }, 'root squash on by default once the block is there');
   const off = validate(DAEMON, { 'acme.yaml': `${base}nfs: { rootSquash: false, anonUid: 99 }\n` });
   t.match(off.config?.domains[0]?.nfs, { rootSquash: false, anonUid: 99, uids: null });
   const bad = validate(DAEMON, { 'acme.yaml': `${base}nfs: { uids: ["5-1", "x"] }\n` });
   t.same(briefs(bad.problems), ['acme.yaml:4:15 /nfs/uids/0 SGW_ERR_CONFIG_SCHEMA', 'acme.yaml:4:22 /nfs/uids/1 SGW_ERR_CONFIG_SCHEMA']);
+});
+
+t.test('NFS id offset map: windows of 65536 guest ids that must not overlap between domains', async (t) => {
+  const dom = (name: string, ip: string, nfs: string): string => `name: ${name}\nproject: p\nsourceIp: ${ip}\nnfs: ${nfs}\n`;
+  const ok = validate(DAEMON, { 'acme.yaml': dom('acme', '198.18.0.11', '{ idOffset: 131072 }'), 'beta.yaml': dom('beta', '198.18.0.12', '{ idOffset: 196608 }') });
+  t.same(ok.problems, []);
+  t.match(ok.config?.domains.map((d) => d.nfs?.idOffset), [131072, 196608]);
+  const overlap = validate(DAEMON, { 'acme.yaml': dom('acme', '198.18.0.11', '{ idOffset: 131072 }'), 'beta.yaml': dom('beta', '198.18.0.12', '{ idOffset: 150000 }') });
+  t.same(briefs(overlap.problems), ['beta.yaml:4:18 /nfs/idOffset SGW_ERR_CONFIG_DUPLICATE']);
+  t.match(overlap.problems[0]?.message, /overlaps domain "acme" \(acme\.yaml, idOffset 131072\): backend ids 150000-196607/);
+  const low = validate(DAEMON, { 'acme.yaml': dom('acme', '198.18.0.11', '{ idOffset: 1000 }') });
+  t.same(briefs(low.problems), ['acme.yaml:4:18 /nfs/idOffset SGW_ERR_CONFIG_SCHEMA'], "the backend's own ids (below 65536) are no domain's window");
+  const wide = validate(DAEMON, { 'acme.yaml': dom('acme', '198.18.0.11', '{ idOffset: 131072, uids: ["1000-70000"], anonGid: 70000 }') });
+  t.same(briefs(wide.problems), ['acme.yaml:4:33 /nfs/uids/0 SGW_ERR_CONFIG_SCHEMA', 'acme.yaml:4:57 /nfs/anonGid SGW_ERR_CONFIG_SCHEMA'], 'ranges and anonymous ids are guest ids inside the window');
 });

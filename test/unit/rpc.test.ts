@@ -19,7 +19,7 @@ import { tcpStreams } from '../helpers/pcap';
 import type { TcpStream } from '../helpers/pcap';
 
 const OPEN: NfsPolicy = { readOnly: false, identity: null, exports: null };
-const SQUASH: NfsPolicy = { readOnly: false, identity: { rootSquash: true, anonUid: 65534, anonGid: 65534, uids: null, gids: null }, exports: null };
+const SQUASH: NfsPolicy = { readOnly: false, identity: { rootSquash: true, anonUid: 65534, anonGid: 65534, uids: null, gids: null, idOffset: null }, exports: null };
 
 /** Whole records of one direction (each a single fragment in these captures). */
 function records(stream: Buffer): Buffer[] {
@@ -147,7 +147,7 @@ t.test('an answer waits for the backend reply in flight, then goes between recor
 t.test('uid and gid ranges: the gateway answers AUTH_ERROR', async (t) => {
   const call = records(Buffer.concat(nfsConn().up)).find((x) => (decodeCall(x) as RpcCall).sys !== null) as Buffer;
   const c = decodeCall(call) as RpcCall;
-  const v = judgeCall(c, call, { ...OPEN, identity: { rootSquash: false, anonUid: 1, anonGid: 1, uids: [{ from: 1000, to: 60000 }], gids: null } });
+  const v = judgeCall(c, call, { ...OPEN, identity: { rootSquash: false, anonUid: 1, anonGid: 1, uids: [{ from: 1000, to: 60000 }], gids: null, idOffset: null } });
   t.equal(v.action, 'answer');
   if (v.action === 'answer') {
     t.same(v.reply, authErrorReply(c.xid, AUTH_TOOWEAK));
@@ -155,7 +155,7 @@ t.test('uid and gid ranges: the gateway answers AUTH_ERROR', async (t) => {
     const rep = decodeReply(v.reply.subarray(4));
     t.match(rep, { accepted: false, authStat: AUTH_TOOWEAK });
   }
-  t.equal(judgeCall(c, call, { ...OPEN, identity: { rootSquash: true, anonUid: 5000, anonGid: 5000, uids: [{ from: 1000, to: 60000 }], gids: null } }).action, 'forward', 'root squashed is in range');
+  t.equal(judgeCall(c, call, { ...OPEN, identity: { rootSquash: true, anonUid: 5000, anonGid: 5000, uids: [{ from: 1000, to: 60000 }], gids: null, idOffset: null } }).action, 'forward', 'root squashed is in range');
 });
 
 t.test('MOUNT: only granted export paths, or below them', async (t) => {
@@ -313,6 +313,7 @@ t.test('leavesExports(): the pseudo-fs above the exports is visible, siblings ar
     minorVersion: 0,
     ops: steps.map((s) => (typeof s === 'string' ? 15 : s)),
     names: steps.map((s) => (typeof s === 'string' ? s : null)),
+    setsOwner: false,
     mutating: null,
     incomplete: false,
   });

@@ -261,7 +261,7 @@ export class ProxyPlane {
         connectTimeoutMs: this.settings.connectTimeoutMs,
         idleTimeoutMs: this.settings.idleTimeoutMs,
         keepAliveMs: this.settings.keepAliveMs,
-        ...transformFor(grant),
+        ...transformFor(grant, () => this.guests.get(g.key)?.grants.find((gr) => gr.backend === l.backend && gr.port === l.port)?.nfs?.exports ?? []),
       },
       this.log,
       this.counters,
@@ -375,16 +375,28 @@ export class ProxyPlane {
  * The protocol-aware transform a grant needs, if any: the SMB policy on SMB
  * grants; the NFS policy (ro, identity) and mount checks (MOUNT on mountd
  * grants, PUTROOTFH/LOOKUP paths in NFSv4 compounds on nfs grants) on NFS
- * grants. Everything else is a plain relay.
+ * grants. Everything else is a plain relay. ro and identity changes cut
+ * the session (revocations.ts); exports follow the current state.
  */
-function transformFor(grant: Grant | undefined): { transform?: StreamTransform } {
+function transformFor(grant: Grant | undefined, liveExports: () => readonly string[]): { transform?: StreamTransform } {
   if (grant?.smb !== undefined) {
     const p = grant.smb;
     return { transform: new SmbStream({ minDialect: p.minDialect, encryptionRequired: p.encryptionRequired, shares: new Set(p.shares) }) };
   }
   if (grant?.nfs !== undefined) {
     const p = grant.nfs;
-    return { transform: new RpcStream({ readOnly: p.readOnly, identity: p.identity, exports: p.exports }) };
+    // Exports are read live: a share granted later on the same backend is
+    // mountable over a connection the guest already has (clients share one
+    // connection per server between mounts), and one revoked is not.
+    return {
+      transform: new RpcStream({
+        readOnly: p.readOnly,
+        identity: p.identity,
+        get exports() {
+          return liveExports();
+        },
+      }),
+    };
   }
   return {};
 }
