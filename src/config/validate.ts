@@ -277,8 +277,10 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
       } else {
         warn.push(src.problem([...base, 'accessRules', ri, 'accessType'], 'SGW_WARN_CONFIG_RULE_IGNORED', `accessType "${r.accessType}" is enforced by the backend, not the gateway; it grants no network access`));
       }
-      if (r.accessLevel === 'ro' && r.accessType === 'ip') {
-        warn.push(src.problem([...base, 'accessRules', ri, 'accessLevel'], 'SGW_WARN_CONFIG_RO_BACKEND_ONLY', 'read-only is enforced by the backend only until the protocol-aware proxy handles ro grants'));
+      if (r.accessLevel === 'ro' && r.accessType === 'ip' && s.proto === 'CIFS') {
+        // NFS ro grants are enforced by the proxy (steered in the kernel plane);
+        // SMB writes hide behind signing and encryption.
+        warn.push(src.problem([...base, 'accessRules', ri, 'accessLevel'], 'SGW_WARN_CONFIG_RO_BACKEND_ONLY', 'read-only on a CIFS share is enforced by the backend: SMB3 signing and encryption keep writes out of the gateway\'s sight'));
       }
       accessRules.push({ type: r.accessType, to: r.accessTo, cidr, level: r.accessLevel });
     });

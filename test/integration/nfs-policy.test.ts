@@ -163,9 +163,8 @@ t.test('id offset map: two domains writing as uid 500 land as two backend owners
       const name = `idmap-v${v}-${w.dir}-${process.pid}.txt`;
       const src = upload(name);
       if (v === 4) {
-        // libnfs 4.0's NFSv4 copy as a non-root uid fails past one small
-        // WRITE against ganesha even with no gateway (kernel plane, nothing
-        // steered): write a few bytes.
+        // libnfs 4.0 fails NFSv4 writes above about 3.8 KiB before sending
+        // them, with or without the gateway (README, Tests).
         fs.writeFileSync(src, 'id map v4\n');
       }
       const dst = path.join(DATA, w.dir, name);

@@ -718,7 +718,7 @@ guests:
 // ---------------------------------------------------------------------------
 // Warnings
 
-t.test('warnings: non-ip rules are ignored by the gateway; ro ip rules are enforced by the backend only', async (t) => {
+t.test('warnings: non-ip rules are ignored by the gateway; ro ip rules on CIFS shares are enforced by the backend only', async (t) => {
   const text = shareDomain(`    proto: NFS
     exportLocations: ["198.18.0.100:/x"]
     accessRules:
@@ -734,13 +734,18 @@ t.test('warnings: non-ip rules are ignored by the gateway; ro ip rules are enfor
     'a.yaml:9:23 /shares/0/accessRules/0/accessType SGW_WARN_CONFIG_RULE_IGNORED',
     'a.yaml:10:23 /shares/0/accessRules/1/accessType SGW_WARN_CONFIG_RULE_IGNORED',
     'a.yaml:11:23 /shares/0/accessRules/2/accessType SGW_WARN_CONFIG_RULE_IGNORED',
-    `a.yaml:${at(text, 'ro }', 1)} /shares/0/accessRules/3/accessLevel SGW_WARN_CONFIG_RO_BACKEND_ONLY`,
   ];
-  t.same(briefs(r.warnings), expected, 'cephx ro gives only RULE_IGNORED; rw ip rule gives nothing');
+  t.same(briefs(r.warnings), expected, 'cephx ro gives only RULE_IGNORED; an NFS ro ip rule (enforced by the proxy) and a rw one give nothing');
   t.same(briefs(r.config?.warnings ?? []), expected, 'the config carries the same warnings');
+  const cifs = shareDomain(`    proto: CIFS
+    exportLocations: ['//198.18.0.100/s']
+    accessRules:
+      - { accessType: ip, accessTo: 198.19.0.0/24, accessLevel: ro }
+`);
+  t.same(briefs(validate(DAEMON, { 'a.yaml': cifs }).warnings), [`a.yaml:${at(cifs, 'ro }')} /shares/0/accessRules/0/accessLevel SGW_WARN_CONFIG_RO_BACKEND_ONLY`], 'a CIFS ro rule: the backend enforces it');
   t.equal(r.warnings[0]?.message, 'accessType "user" is enforced by the backend, not the gateway; it grants no network access');
   t.equal(r.warnings[2]?.message, 'accessType "cephx" is enforced by the backend, not the gateway; it grants no network access');
-  t.match(r.warnings[3]?.message, /^read-only is enforced by the backend only/);
+  t.match(validate(DAEMON, { 'a.yaml': cifs }).warnings[0]?.message, /^read-only on a CIFS share is enforced by the backend/);
   t.same(r.config?.domains[0]?.shares[0]?.accessRules.map((a) => [a.type, a.to, a.level, a.cidr === null]), [
     ['user', 'alice', 'rw', true],
     ['cert', 'client.example', 'rw', true],

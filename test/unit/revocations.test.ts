@@ -56,3 +56,14 @@ t.test('a changed SMB policy (floor, encryption, shares) cuts that grant so the 
     t.same(revocations(before, state(guest('acme/g1', [smb(over)]))).map((r) => r.reason), ['policy-changed'], JSON.stringify(over));
   }
 });
+
+t.test('NFS: ro and the identity policy cut the grant; the export list (read live by the proxy) does not', async (t) => {
+  const id = { rootSquash: true, anonUid: 65534, anonGid: 65534, uids: null, gids: null, idOffset: null };
+  const nfs = (over: Partial<NonNullable<Grant['nfs']>> = {}): Grant => ({ ...grant('198.18.0.100', 2049), nfs: { readOnly: false, identity: id, exports: ['/export/a'], steer: true, ...over } });
+  const before = state(guest('acme/g1', [nfs()]));
+  t.same(revocations(before, state(guest('acme/g1', [nfs({ exports: ['/export/a', '/export/b'] })]))), [], 'a share added on the backend: flows stay');
+  t.same(revocations(before, state(guest('acme/g1', [nfs({ exports: [] })]))), [], 'one removed: flows stay (new LOOKUPs see the new list)');
+  for (const over of [{ readOnly: true }, { identity: { ...id, idOffset: 131072 } }, { identity: null }, { identity: { ...id, rootSquash: false } }]) {
+    t.same(revocations(before, state(guest('acme/g1', [nfs(over)]))).map((r) => r.reason), ['policy-changed'], JSON.stringify(over));
+  }
+});
