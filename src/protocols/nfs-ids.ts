@@ -516,8 +516,8 @@ function skipResult(op: number, x: Xdr, m: IdMap, edits: { from: number; to: num
     case 41: // BIND_CONN_TO_SESSION
       x.skip(24);
       return true;
-    case 53: // SEQUENCE
-      x.skip(32);
+    case 53: // SEQUENCE: sessionid, sequenceid, slotid, highest_slotid, target_highest_slotid, status_flags
+      x.skip(36);
       return true;
     case 55: {
       // TEST_STATEID: status per stateid
@@ -563,24 +563,23 @@ function skipResult(op: number, x: Xdr, m: IdMap, edits: { from: number; to: num
  * status on). Returns the result to send: `res` itself when nothing
  * changed, or a rebuilt one (owner strings change length). `partial`: the
  * walk stopped at an operation it does not know, and what follows it went
- * unmapped.
+ * unmapped. `walked`: results read, the failed one included.
  */
-export function mapCompound4(res: Buffer, m: IdMap): { res: Buffer; partial: boolean } | ProtocolError {
+export function mapCompound4(res: Buffer, m: IdMap): { res: Buffer; partial: boolean; walked: number } | ProtocolError {
   const x = new Xdr(res, 0);
   const edits: { from: number; to: number; bytes: Buffer }[] = [];
   let partial = false;
+  let walked = 0;
   try {
     x.skip(4); // status
     x.opaque(1024); // tag
     const n = x.u32();
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < n; i++, walked++) {
       const op = x.u32();
       const status = x.u32();
       if (status !== 0) {
-        // Failed operations carry no result, except these; and a failure ends the compound.
-        if (op === 34) {
-          x.u32(); // SETATTR's attrsset comes with every status (a bitmap)
-        }
+        // A failure ends the compound; its result carries nothing the map needs.
+        walked++;
         break;
       }
       if (op === 34) {
@@ -600,7 +599,7 @@ export function mapCompound4(res: Buffer, m: IdMap): { res: Buffer; partial: boo
     throw e;
   }
   if (edits.length === 0) {
-    return { res, partial };
+    return { res, partial, walked };
   }
   const parts: Buffer[] = [];
   let from = 0;
@@ -609,5 +608,5 @@ export function mapCompound4(res: Buffer, m: IdMap): { res: Buffer; partial: boo
     from = e.to;
   }
   parts.push(res.subarray(from));
-  return { res: Buffer.concat(parts), partial };
+  return { res: Buffer.concat(parts), partial, walked };
 }

@@ -27,7 +27,7 @@
  */
 import type { ProtocolError } from '../errors';
 import { ID_WINDOW, sattrIds } from './nfs-ids';
-import { compoundError, NFS4ERR_ACCESS, NFS4ERR_PERM, NFS4ERR_ROFS, walkCompound } from './nfs4';
+import { compoundError, NFS4ERR_ACCESS, NFS4ERR_PERM, NFS4ERR_ROFS, OP_SEQUENCE, walkCompound } from './nfs4';
 import type { CompoundWalk } from './nfs4';
 import { acceptedReply, authErrorReply, AUTH_TOOWEAK, decodeString, PROG_MOUNT, PROG_NFS } from './rpc';
 import type { RpcCall } from './rpc';
@@ -58,9 +58,27 @@ export interface NfsPolicy {
 /** Why the gateway answered or refused; stable values (metrics, access log). */
 export type NfsAction = 'rofs' | 'uid-range' | 'mount-denied' | 'export-list' | 'owner-set';
 
+/**
+ * NFSv4.1+ answers keep the session's slot in step: the gateway sends the
+ * compound's SEQUENCE on alone (the server advances the slot and caches
+ * that reply), and rewrites the reply to carry the gateway's status on the
+ * next operation. See RpcStream.
+ */
+export interface SequenceOnly {
+  /** Offset of the operation count in the record, set to 1. */
+  countAt: number;
+  /** The record ends after SEQUENCE's arguments. */
+  end: number;
+  /** The operation after SEQUENCE, which the rewritten reply says failed; null if none. */
+  nextOp: number | null;
+  status: number;
+  /** Credential patches (squash, id map) for the SEQUENCE call sent on. */
+  patches: { at: number; value: number }[];
+}
+
 export type CallVerdict =
   | { action: 'forward'; patches: { at: number; value: number }[] }
-  | { action: 'answer'; reply: Buffer; reason: NfsAction; detail: string }
+  | { action: 'answer'; reply: Buffer; reason: NfsAction; detail: string; sequenceOnly?: SequenceOnly }
   | { action: 'refuse'; reason: 'malformed'; detail: string; error: ProtocolError };
 
 /** NFSv3 procedures that change the file system, with the size of their empty wcc/attr result after the status. */
@@ -222,22 +240,25 @@ export function judgeCall(call: RpcCall, rec: Buffer, policy: NfsPolicy): CallVe
     if (w instanceof Error) {
       return { action: 'refuse', reason: 'malformed', detail: w.message, error: w };
     }
+    // v4.1+: a compound that starts with SEQUENCE is answered through it.
+    const seq = (status: number): { sequenceOnly?: SequenceOnly } =>
+      w.minorVersion >= 1 && w.ops[0] === OP_SEQUENCE && w.firstOpEnd !== null ? { sequenceOnly: { countAt: w.countAt, end: w.firstOpEnd, nextOp: w.ops[1] ?? null, status, patches } } : {};
     if (offset !== null && w.setsOwner) {
       // Mapping an owner string changes its length, and the gateway rewrites
       // calls only in place: a chown over NFSv4 is refused, not passed raw.
-      return { action: 'answer', reply: acceptedReply(call.xid, compoundError(w.tag, NFS4ERR_PERM)), reason: 'owner-set', detail: `NFSv4.${w.minorVersion} sets owner or owner_group on an id-mapped grant` };
+      return { action: 'answer', reply: acceptedReply(call.xid, compoundError(w.tag, NFS4ERR_PERM)), reason: 'owner-set', detail: `NFSv4.${w.minorVersion} sets owner or owner_group on an id-mapped grant`, ...seq(NFS4ERR_PERM) };
     }
     if (policy.exports !== null) {
       const out = leavesExports(w, policy.exports);
       if (out !== null) {
-        return { action: 'answer', reply: acceptedReply(call.xid, compoundError(w.tag, NFS4ERR_ACCESS)), reason: 'mount-denied', detail: `NFSv4.${w.minorVersion} LOOKUP of ${out} is outside the granted exports` };
+        return { action: 'answer', reply: acceptedReply(call.xid, compoundError(w.tag, NFS4ERR_ACCESS)), reason: 'mount-denied', detail: `NFSv4.${w.minorVersion} LOOKUP of ${out} is outside the granted exports`, ...seq(NFS4ERR_ACCESS) };
       }
     }
     // Fail closed: on a read-only grant, a compound the gateway cannot read to
     // the end might hide a write behind an operation it does not know.
     if (policy.readOnly && (w.mutating !== null || w.incomplete)) {
       const detail = w.mutating !== null ? `NFSv4.${w.minorVersion} ${w.mutating.name} on a read-only grant` : `NFSv4.${w.minorVersion} compound not understood past operation ${w.ops[w.ops.length - 1] ?? '?'} on a read-only grant`;
-      return { action: 'answer', reply: acceptedReply(call.xid, compoundError(w.tag, NFS4ERR_ROFS)), reason: 'rofs', detail };
+      return { action: 'answer', reply: acceptedReply(call.xid, compoundError(w.tag, NFS4ERR_ROFS)), reason: 'rofs', detail, ...seq(NFS4ERR_ROFS) };
     }
   }
   if (call.prog === PROG_MOUNT && call.vers === 3 && call.proc === MOUNTPROC3_MNT && policy.exports !== null) {

@@ -9,6 +9,7 @@
 import { ProtocolError } from '../errors';
 
 export const NFS4ERR_PERM = 1;
+export const OP_SEQUENCE = 53;
 export const NFS4ERR_ACCESS = 13;
 export const NFS4ERR_ROFS = 30;
 
@@ -41,6 +42,10 @@ export interface CompoundWalk {
   names: (string | null)[];
   /** Some operation sets owner or owner_group (SETATTR, CREATE, OPEN with attributes, as far as the walk got). */
   setsOwner: boolean;
+  /** Offset of the operation count in the record. */
+  countAt: number;
+  /** Offset just past the first operation's arguments, if walked. */
+  firstOpEnd: number | null;
   /** The first operation that writes: its index and name. */
   mutating: { index: number; name: string } | null;
   /** The walk stopped before the last operation (an operation it cannot skip, or the end of what it was given). */
@@ -291,11 +296,12 @@ export function walkCompound(rec: Buffer, at: number): CompoundWalk | ProtocolEr
     return new ProtocolError('SGW_ERR_PROTO_MALFORMED', 'COMPOUND without minorversion and operations');
   }
   const minorVersion = c.u32();
+  const countAt = c.at;
   const n = c.u32();
   if (n > 1024) {
     return new ProtocolError('SGW_ERR_PROTO_MALFORMED', `COMPOUND of ${n} operations`);
   }
-  const w: CompoundWalk = { tag, minorVersion, ops: [], names: [], setsOwner: false, mutating: null, incomplete: false };
+  const w: CompoundWalk = { tag, minorVersion, ops: [], names: [], setsOwner: false, countAt, firstOpEnd: null, mutating: null, incomplete: false };
   for (let i = 0; i < n; i++) {
     if (!c.has(4)) {
       w.incomplete = true;
@@ -314,6 +320,9 @@ export function walkCompound(rec: Buffer, at: number): CompoundWalk | ProtocolEr
     if (!skipped) {
       w.incomplete = i < n - 1;
       return w;
+    }
+    if (i === 0) {
+      w.firstOpEnd = c.at;
     }
   }
   return w;

@@ -19,8 +19,9 @@ import { ProtocolError } from '../errors';
 import { mapCompound4, mapReply3 } from './nfs-ids';
 import type { IdMap } from './nfs-ids';
 import { judgeCall } from './nfs-policy';
-import type { NfsPolicy } from './nfs-policy';
+import type { NfsPolicy, SequenceOnly } from './nfs-policy';
 import type { Refusal, Relay, StreamTransform } from './relay';
+import { OP_SEQUENCE } from './nfs4';
 import { decodeCall, decodeReply, LAST_FRAGMENT, PROG_NFS, RPC_HEAD_MAX, RPC_MAX_FRAGMENT } from './rpc';
 
 /** The largest reply record held whole for id mapping (a 1 MiB READ or READDIRPLUS and its headers fit). */
@@ -90,6 +91,10 @@ export class RpcStream implements StreamTransform {
   /** Payload of the reply record being held, fragment by fragment. */
   private reply: Buffer[] = [];
   private replyLen = 0;
+  /** The reply record being read is held (decided at its first byte). */
+  private holding = false;
+  /** xid -> the gateway's answer to put into the reply of a SEQUENCE sent on alone (v4.1+). */
+  private readonly rewrites = new Map<number, SequenceOnly>();
 
   constructor(private readonly policy: NfsPolicy) {
     const id = policy.identity;
@@ -172,26 +177,31 @@ export class RpcStream implements StreamTransform {
     return out;
   }
 
-  /** Bytes from the backend: forwarded as they are, with the gateway's own replies put in between records. */
+  /**
+   * Bytes from the backend: forwarded as they are, with the gateway's own
+   * replies put in between records. A record is instead held whole, rewritten
+   * and sent as one fragment when the domain has an id map, or while a
+   * SEQUENCE-only reply is awaited; the choice is made at each record's start.
+   */
   fromBackend(chunk: Buffer): Relay {
     const out: Relay = { toBackend: [], toGuest: [] };
     if (this.failed !== null) {
       out.refusal = this.failed;
       return out;
     }
-    if (this.idMap !== null) {
-      return this.fromBackendMapped(chunk, out, this.idMap);
-    }
     const m = this.down;
     let off = 0;
     let from = 0;
     while (off < chunk.length) {
-      if (m.atRecordBoundary && this.inject.length > 0) {
+      if (m.atRecordBoundary) {
         if (off > from) {
           out.toGuest.push(chunk.subarray(from, off));
-          from = off;
         }
-        out.toGuest.push(...this.inject.splice(0));
+        from = off;
+        if (this.inject.length > 0) {
+          out.toGuest.push(...this.inject.splice(0));
+        }
+        this.holding = this.idMap !== null || this.rewrites.size > 0;
       }
       if (m.remaining === -1) {
         const took = m.takePrefix(chunk, off);
@@ -199,16 +209,41 @@ export class RpcStream implements StreamTransform {
           return this.fail(out, took);
         }
         off += took;
+        if (this.holding) {
+          from = off; // a held record is re-framed: its prefixes are not sent
+          if (m.remaining !== -1 && this.replyLen + m.fragLen > RPC_MAX_REPLY) {
+            return this.fail(out, new ProtocolError('SGW_ERR_PROTO_TOO_LARGE', `RPC reply of more than ${RPC_MAX_REPLY} bytes cannot be held for rewriting`));
+          }
+        }
       } else {
         const take = Math.min(m.remaining, chunk.length - off);
+        if (this.holding) {
+          this.reply.push(chunk.subarray(off, off + take));
+          this.replyLen += take;
+        }
         off += take;
         m.remaining -= take;
+        if (this.holding) {
+          from = off;
+        }
       }
       if (m.remaining === 0) {
         m.remaining = -1;
+        if (this.holding && m.last) {
+          const rec = Buffer.concat(this.reply, this.replyLen);
+          this.reply = [];
+          this.replyLen = 0;
+          const done = this.rewriteReply(rec);
+          if (done instanceof ProtocolError) {
+            return this.fail(out, done);
+          }
+          const head = Buffer.alloc(4);
+          head.writeUInt32BE((LAST_FRAGMENT | done.length) >>> 0, 0);
+          out.toGuest.push(head, done);
+        }
       }
     }
-    if (off > from) {
+    if (off > from && !this.holding) {
       out.toGuest.push(chunk.subarray(from, off));
     }
     if (m.atRecordBoundary && this.inject.length > 0) {
@@ -217,58 +252,22 @@ export class RpcStream implements StreamTransform {
     return out;
   }
 
-  /** With a map: reply records are held whole, mapped, and sent as one fragment each. */
-  private fromBackendMapped(chunk: Buffer, out: Relay, map: IdMap): Relay {
-    const m = this.down;
-    let off = 0;
-    while (off < chunk.length) {
-      if (m.remaining === -1) {
-        const took = m.takePrefix(chunk, off);
-        if (took instanceof ProtocolError) {
-          return this.fail(out, took);
-        }
-        off += took;
-        if (m.remaining === -1) {
-          continue;
-        }
-        if (this.replyLen + m.fragLen > RPC_MAX_REPLY) {
-          return this.fail(out, new ProtocolError('SGW_ERR_PROTO_TOO_LARGE', `RPC reply of more than ${RPC_MAX_REPLY} bytes cannot be held for id mapping`));
-        }
-      } else {
-        const take = Math.min(m.remaining, chunk.length - off);
-        this.reply.push(chunk.subarray(off, off + take));
-        this.replyLen += take;
-        off += take;
-        m.remaining -= take;
-      }
-      if (m.remaining === 0) {
-        m.remaining = -1;
-        if (m.last) {
-          const rec = Buffer.concat(this.reply, this.replyLen);
-          this.reply = [];
-          this.replyLen = 0;
-          const mapped = this.mapReply(rec, map);
-          if (mapped instanceof ProtocolError) {
-            return this.fail(out, mapped);
-          }
-          const head = Buffer.alloc(4);
-          head.writeUInt32BE((LAST_FRAGMENT | mapped.length) >>> 0, 0);
-          out.toGuest.push(head, mapped);
-          if (this.inject.length > 0) {
-            out.toGuest.push(...this.inject.splice(0));
-          }
-        }
-      }
-    }
-    return out;
-  }
-
-  /** One whole reply record with the backend's ids mapped back (a new buffer when lengths change). */
-  private mapReply(rec: Buffer, map: IdMap): Buffer | ProtocolError {
+  /** One whole held reply: a SEQUENCE-only reply given the gateway's answer, or ids mapped back. */
+  private rewriteReply(rec: Buffer): Buffer | ProtocolError {
     const r = decodeReply(rec);
     if (r instanceof ProtocolError) {
       return r;
     }
+    const rw = this.rewrites.get(r.xid);
+    if (rw !== undefined) {
+      this.rewrites.delete(r.xid);
+      return r.accepted && r.acceptStat === 0 ? sequenceAnswer(rec, r.resultAt, rw) : rec;
+    }
+    return this.idMap === null ? rec : this.mapReply(rec, r, this.idMap);
+  }
+
+  /** One whole reply record with the backend's ids mapped back (a new buffer when lengths change). */
+  private mapReply(rec: Buffer, r: { xid: number; accepted: boolean; acceptStat: number | null; resultAt: number }, map: IdMap): Buffer | ProtocolError {
     const call = this.outstanding.get(r.xid);
     if (call === undefined) {
       return rec; // not a call this stream forwarded to NFS (portmap, MOUNT, NULL)
@@ -318,6 +317,26 @@ export class RpcStream implements StreamTransform {
     if (v.action === 'refuse') {
       return this.fail(out, v.error);
     }
+    if (v.action === 'answer' && v.sequenceOnly !== undefined) {
+      // v4.1+: the server must still see the SEQUENCE, or the client's slot
+      // and the server's fall out of step. Send it on alone (one operation,
+      // one last fragment) and drop the rest of the record.
+      const so = v.sequenceOnly;
+      if (this.rewrites.size >= MAX_OUTSTANDING) {
+        return this.fail(out, new ProtocolError('SGW_ERR_PROTO_TOO_LARGE', `more than ${MAX_OUTSTANDING} NFS calls without a reply`));
+      }
+      for (const p of so.patches) {
+        held.writeUInt32BE(p.value >>> 0, 4 + p.at);
+      }
+      const seq = held.subarray(0, 4 + so.end);
+      seq.writeUInt32BE((LAST_FRAGMENT | so.end) >>> 0, 0);
+      seq.writeUInt32BE(1, 4 + so.countAt);
+      this.rewrites.set(call.xid, so);
+      this.dropping = true;
+      (out.answered ??= []).push({ reason: v.reason, detail: v.detail });
+      out.toBackend.push(seq);
+      return null;
+    }
     if (v.action === 'answer') {
       this.dropping = true;
       (out.answered ??= []).push({ reason: v.reason, detail: v.detail });
@@ -346,4 +365,38 @@ export class RpcStream implements StreamTransform {
     out.refusal = this.failed;
     return out;
   }
+}
+
+/**
+ * The reply to a SEQUENCE sent on alone, rewritten into the reply to the
+ * guest's whole compound: the server's SEQUENCE result (the slot advanced),
+ * then the next operation failing with the gateway's status, and that status
+ * for the compound. A failed SEQUENCE passes as the server sent it.
+ */
+function sequenceAnswer(rec: Buffer, resultAt: number, so: SequenceOnly): Buffer | ProtocolError {
+  const res = rec.subarray(resultAt);
+  if (res.length < 8) {
+    return new ProtocolError('SGW_ERR_PROTO_MALFORMED', 'COMPOUND reply too short');
+  }
+  const tagLen = res.readUInt32BE(4);
+  const countAt = 8 + tagLen + ((4 - (tagLen % 4)) % 4);
+  // count, SEQUENCE's op and status, its 36-byte result
+  if (tagLen > 1024 || res.length < countAt + 12) {
+    return new ProtocolError('SGW_ERR_PROTO_MALFORMED', 'COMPOUND reply to SEQUENCE does not parse');
+  }
+  if (res.readUInt32BE(countAt + 4) !== OP_SEQUENCE || res.readUInt32BE(countAt + 8) !== 0) {
+    return rec;
+  }
+  if (res.length < countAt + 12 + 36) {
+    return new ProtocolError('SGW_ERR_PROTO_MALFORMED', 'SEQUENCE result past the end');
+  }
+  const tail = Buffer.alloc(so.nextOp === null ? 0 : 8);
+  if (so.nextOp !== null) {
+    tail.writeUInt32BE(so.nextOp, 0);
+    tail.writeUInt32BE(so.status, 4);
+  }
+  const out = Buffer.concat([rec.subarray(0, resultAt + countAt + 12 + 36), tail]);
+  out.writeUInt32BE(so.status, resultAt);
+  out.writeUInt32BE(so.nextOp === null ? 1 : 2, resultAt + countAt);
+  return out;
 }

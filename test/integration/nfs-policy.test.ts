@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { DATA, LabDaemon, NS, metricValue, run } from '../helpers/lab';
+import { DATA, LabDaemon, NFS41_SH, NS, metricValue, run } from '../helpers/lab';
 import { labYaml } from '../helpers/configs';
 
 const ACME = '198.18.0.100';
@@ -189,4 +189,36 @@ t.test('id offset map: two domains writing as uid 500 land as two backend owners
   // uid 70000 is past the window: refused.
   const far = await run('nfs-ls', [nfs('/export/acme', 3, '&uid=70000&gid=500')], { ns: NS.g1 });
   t.not(far.code, 0, 'a uid outside the id map is refused');
+});
+
+t.test('NFSv4.1 (a real session client) on an ro grant: writes get ROFS, and the session stays in step for what follows', async (t) => {
+  const d = daemon('proxy', roRule);
+  t.teardown(async () => {
+    await run('bash', [NFS41_SH, 'stop', NS.g1]);
+    await d.dispose();
+  });
+  await d.start();
+  // nfs-ganesha with PROXY_V4 in the guest: an NFSv4.1 client (sessions, SEQUENCE) towards the backend.
+  const start = await run('bash', [NFS41_SH, 'start', NS.g1, ACME], { timeoutMs: 30_000 });
+  t.equal(start.code, 0, start.stderr);
+  const local = (p: string): string => `nfs://127.0.0.1/export/acme${p}?version=4`;
+  const cat = await run('nfs-cat', [local('/hello.txt')], { ns: NS.g1 });
+  t.equal(cat.stdout, 'hello from acme\n', `reads work: ${cat.stderr}`);
+  const small = path.join('/dev/shm', `sgw-nfs41-ro-${process.pid}`);
+  fs.writeFileSync(small, 'v4.1 write\n');
+  t.teardown(() => fs.rmSync(small, { force: true }));
+  const before = await answers('rofs');
+  for (let i = 0; i < 3; i++) {
+    const name = `ro41-${process.pid}-${i}.txt`;
+    const w = await run('nfs-cp', [small, local(`/${name}`)], { ns: NS.g1 });
+    t.not(w.code, 0, `write ${i} fails`);
+    t.notOk(fs.existsSync(path.join(DATA, 'acme', name)), `write ${i} never reached the backend`);
+    // Every slot the client used for a refused write must still work: the
+    // server saw each SEQUENCE (without it, the next use of that slot gets
+    // NFS4ERR_SEQ_MISORDERED).
+    const again = await run('nfs-cat', [local('/hello.txt')], { ns: NS.g1, timeoutMs: 20_000 });
+    t.equal(again.stdout, 'hello from acme\n', `a read after refused write ${i} works: ${again.stderr}`);
+  }
+  t.ok((await answers('rofs')) > before, 'the gateway answered the writes');
+  t.notMatch(d.log(), /"reason":"malformed"/, 'nothing was refused as malformed');
 });

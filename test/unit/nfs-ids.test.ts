@@ -156,6 +156,11 @@ t.test('NFSv4 replies in the captures parse to the end; names stay, numeric owne
           continue;
         }
         t.notOk(m.partial, `${file}: every operation's result is known`);
+        // The walk reached the last result (a server returns results up to the first failure).
+        const tagLen = res.readUInt32BE(4);
+        const countAt = 8 + tagLen + ((4 - (tagLen % 4)) % 4);
+        const count = res.readUInt32BE(countAt);
+        t.equal(m.walked, count, `${file}: every result walked (${count})`);
         t.ok(m.res.equals(res), `${file}: owners are names (root@localdomain) and stay as they are`);
         n++;
       }
@@ -284,4 +289,82 @@ t.test('the stream maps calls and replies of a real session identically at every
   st2.fromBackend(huge);
   st2.fromBackend(Buffer.alloc(4 * 1024 * 1024 + 4096));
   t.match(st2.fromBackend(Buffer.concat([huge, Buffer.alloc(8)])), { refusal: { reason: 'malformed', code: 'SGW_ERR_PROTO_TOO_LARGE' } }, 'a reply too large to hold closes the connection');
+});
+
+t.test('NFSv4.1 answers keep the slot in step: SEQUENCE goes on alone and its reply carries the gateway status', async (t) => {
+  const s = (await tcpStreams('nfs41-session.pcap')).filter((x) => x.serverPort === 2049).sort((a, b) => b.up.length - a.up.length)[0] as TcpStream;
+  const ups = records(Buffer.concat(s.up));
+  const downs = new Map(records(Buffer.concat(s.down)).map((r) => [(decodeReply(r) as { xid: number }).xid, r]));
+  const RO: NfsPolicy = { readOnly: true, identity: null, exports: null };
+  const write = ups.find((r) => {
+    const c = decodeCall(r) as RpcCall;
+    return c.proc === 1 && judgeCall(c, r, RO).action === 'answer';
+  }) as Buffer;
+  const read = ups.find((r) => {
+    const c = decodeCall(r) as RpcCall;
+    return c.proc === 1 && judgeCall(c, r, RO).action === 'forward' && downs.has(c.xid);
+  }) as Buffer;
+  t.ok(write !== undefined && read !== undefined, 'a writing and a reading compound in the v4.1 capture');
+  const wc = decodeCall(write) as RpcCall;
+  const v = judgeCall(wc, write, RO);
+  if (v.action !== 'answer' || v.sequenceOnly === undefined) {
+    t.fail('the answer goes through SEQUENCE');
+    return;
+  }
+  // What a server answers to SEQUENCE alone: the captured reply's SEQUENCE result, count 1.
+  const full = downs.get(wc.xid) as Buffer;
+  const fr = decodeReply(full) as { resultAt: number };
+  const tagLen = full.readUInt32BE(fr.resultAt + 4);
+  const countAt = fr.resultAt + 8 + tagLen + ((4 - (tagLen % 4)) % 4);
+  t.equal(full.readUInt32BE(countAt + 4), 53, 'the captured reply starts with SEQUENCE');
+  const seqReply = Buffer.from(full.subarray(0, countAt + 12 + 36));
+  seqReply.writeUInt32BE(0, fr.resultAt);
+  seqReply.writeUInt32BE(1, countAt);
+
+  const run = (split: (b: Buffer) => Buffer[]): { backend: Buffer; guest: Buffer; answered: string[] } => {
+    const st = new RpcStream(RO);
+    const backend: Buffer[] = [];
+    const guest: Buffer[] = [];
+    const answered: string[] = [];
+    const take = (r: Relay): void => {
+      backend.push(...r.toBackend);
+      guest.push(...r.toGuest);
+      answered.push(...(r.answered ?? []).map((a) => a.reason));
+      t.equal(r.refusal, undefined);
+    };
+    const readReply = downs.get((decodeCall(read) as RpcCall).xid) as Buffer;
+    for (const [bytes, side] of [[write, 'guest'], [seqReply, 'backend'], [read, 'guest'], [readReply, 'backend']] as const) {
+      for (const c of split(frame(bytes))) {
+        take(side === 'guest' ? st.fromGuest(c) : st.fromBackend(c));
+      }
+    }
+    return { backend: Buffer.concat(backend), guest: Buffer.concat(guest), answered };
+  };
+  const whole = run((b) => [b]);
+  t.same(whole.answered, ['rofs']);
+  const sent = records(whole.backend);
+  t.equal(sent.length, 2, 'two calls reached the server: SEQUENCE alone, then the read');
+  const seqCall = sent[0] as Buffer;
+  t.equal(seqCall.length, v.sequenceOnly.end, 'the first ends after SEQUENCE');
+  t.equal(seqCall.readUInt32BE(v.sequenceOnly.countAt), 1, 'with one operation');
+  t.ok(seqCall.subarray(v.sequenceOnly.countAt + 4).equals(write.subarray(v.sequenceOnly.countAt + 4, v.sequenceOnly.end)), "SEQUENCE's arguments (session, sequence id, slot) unchanged");
+  t.ok((sent[1] as Buffer).equals(read), 'the read passes as it was');
+  const got = records(whole.guest);
+  t.equal(got.length, 2, 'two replies reached the guest');
+  const ans = got[0] as Buffer;
+  t.equal(ans.readUInt32BE(fr.resultAt), 30, 'compound status NFS4ERR_ROFS');
+  t.equal(ans.readUInt32BE(countAt), 2, 'two results');
+  t.ok(ans.subarray(countAt + 4, countAt + 12 + 36).equals(full.subarray(countAt + 4, countAt + 12 + 36)), "the server's own SEQUENCE result");
+  t.same([ans.readUInt32BE(countAt + 12 + 36), ans.readUInt32BE(countAt + 16 + 36)], [v.sequenceOnly.nextOp, 30], 'then the next operation failing with ROFS');
+  t.equal(ans.length, countAt + 20 + 36, 'and nothing more');
+  t.ok((got[1] as Buffer).equals(downs.get((decodeCall(read) as RpcCall).xid) as Buffer), 'the next reply streams through unchanged');
+  const bytewise = run((b) => [...b].map((x) => Buffer.from([x])));
+  t.ok(bytewise.backend.equals(whole.backend) && bytewise.guest.equals(whole.guest), 'the same one byte at a time');
+  // A SEQUENCE the server refuses (say, NFS4ERR_BADSESSION) reaches the guest as the server sent it.
+  const bad = Buffer.from(seqReply);
+  bad.writeUInt32BE(10052, fr.resultAt);
+  bad.writeUInt32BE(10052, countAt + 8);
+  const st = new RpcStream(RO);
+  st.fromGuest(frame(write));
+  t.ok(Buffer.concat(st.fromBackend(frame(bad)).toGuest).equals(frame(bad)), 'a failed SEQUENCE passes untouched');
 });

@@ -314,6 +314,8 @@ t.test('leavesExports(): the pseudo-fs above the exports is visible, siblings ar
     ops: steps.map((s) => (typeof s === 'string' ? 15 : s)),
     names: steps.map((s) => (typeof s === 'string' ? s : null)),
     setsOwner: false,
+    countAt: 8,
+    firstOpEnd: null,
     mutating: null,
     incomplete: false,
   });
