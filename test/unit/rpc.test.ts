@@ -196,15 +196,19 @@ t.test('fuzz: mutated captures with random chunking never throw', async (t) => {
         b[next() % b.length] = next() & 0xff;
       }
     }
-    const policy: NfsPolicy = { readOnly: next() % 2 === 0, identity: next() % 2 === 0 ? SQUASH.identity : null, exports: next() % 2 === 0 ? ['/srv/dplab/a'] : null };
+    // No identity, root squash, or an id offset map (replies held, mapped and re-framed).
+    const identities = [null, SQUASH.identity, { ...(SQUASH.identity as NonNullable<NfsPolicy['identity']>), idOffset: 131072 }];
+    const policy: NfsPolicy = { readOnly: next() % 2 === 0, identity: identities[next() % 3] ?? null, exports: next() % 2 === 0 ? ['/srv/dplab/a'] : null };
     const st = new RpcStream(policy);
     let key = 'passed';
+    // Either interleaved, or every call before the replies (so the map knows their procedures).
+    const callsFirst = next() % 2 === 0;
     for (let uo = 0, doff = 0; uo < up.length || doff < down.length; ) {
       const a = 1 + (next() % 400);
       const r1 = st.fromGuest(up.subarray(uo, uo + a));
-      const r2 = st.fromBackend(down.subarray(doff, doff + a));
       uo += a;
-      doff += a;
+      const r2 = callsFirst && uo < up.length ? { toBackend: [], toGuest: [] } : st.fromBackend(down.subarray(doff, doff + a));
+      doff += callsFirst && uo < up.length ? 0 : a;
       const ref = r1.refusal ?? r2.refusal;
       if (ref !== undefined) {
         key = ref.code ?? ref.reason;
