@@ -12,6 +12,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
 import { DATA, LabDaemon, NFS41_SH, NS, metricValue, run } from '../helpers/lab';
+
+/** Built by `test/lab/lab.sh install` from test/lab/nfs-ops.c on libnfs: the writes libnfs-utils lacks. */
+const NFS_OPS = '/var/lib/sgwlab/bin/nfs-ops';
 import { labYaml } from '../helpers/configs';
 
 const ACME = '198.18.0.100';
@@ -70,6 +73,46 @@ for (const plane of ['proxy', 'kernel'] as const) {
     t.match(w4.stderr + w4.stdout, /ROFS|read-only|Read-only/i, `with a read-only error: ${w4.stderr.trim()}`);
     t.notOk(fs.existsSync(path.join(DATA, 'acme', name4)), 'not even created on the backend');
     t.ok((await answers('rofs')) > before, 'answered by the gateway');
+
+    // Every other kind of write, on objects that exist on the backend.
+    const file = `rof-${plane}-${process.pid}.txt`;
+    const dir = `rod-${plane}-${process.pid}`;
+    fs.writeFileSync(path.join(DATA, 'acme', file), 'keep me\n');
+    fs.chmodSync(path.join(DATA, 'acme', file), 0o666);
+    fs.mkdirSync(path.join(DATA, 'acme', dir));
+    t.teardown(() => {
+      fs.rmSync(path.join(DATA, 'acme', file), { force: true });
+      fs.rmSync(path.join(DATA, 'acme', dir), { recursive: true, force: true });
+    });
+    const ops: string[][] = [
+      ['mkdir', `/new-${dir}`],
+      ['rmdir', `/${dir}`],
+      ['unlink', `/${file}`],
+      ['rename', `/${file}`, `/moved-${file}`],
+      ['chmod', `/${file}`, '600'],
+      ['chown', `/${file}`, '1', '1'],
+      ['truncate', `/${file}`, '0'],
+      ['write', `/${file}`],
+      ['symlink', file, `/sym-${file}`],
+      ['link', `/${file}`, `/hard-${file}`],
+      ['creat', `/creat-${file}`],
+    ];
+    for (const v of [3, 4] as const) {
+      for (const op of ops) {
+        const n = await answers('rofs');
+        const r = await run(NFS_OPS, [`nfs://${ACME}/export/acme?version=${v}`, ...op], { ns: NS.g1 });
+        t.equal(r.code, 1, `v${v} ${op[0]} fails: ${r.stdout.trim()} ${r.stderr.trim()}`);
+        t.ok((await answers('rofs')) > n, `v${v} ${op[0]}: answered ROFS by the gateway`);
+        if (!(v === 3 && op[0] === 'write')) {
+          // libnfs 4.0 reports any failed NFSv3 WRITE as EFAULT with no text.
+          t.match(r.stdout, /ROFS|read-only|Read-only/i, `v${v} ${op[0]}: the client sees a read-only error`);
+        }
+      }
+    }
+    const left = fs.readdirSync(path.join(DATA, 'acme')).filter((n) => n.includes(`${plane}-${process.pid}`));
+    t.same(left.sort(), [dir, file].sort(), 'nothing created, moved or removed on the backend');
+    const after = fs.statSync(path.join(DATA, 'acme', file));
+    t.same([after.mode & 0o777, after.uid, fs.readFileSync(path.join(DATA, 'acme', file), 'utf8')], [0o666, 0, 'keep me\n'], 'mode, owner and content unchanged');
   });
 }
 

@@ -57,7 +57,11 @@ DAEMONS="rpcbind:$NS_BE ganesha:$NS_BE smbd:$NS_BE iperf3:$NS_BE"
 BE_PORTS="111 2049 20048 445 5201"
 
 PKGS="iptables conntrack iperf3 socat haproxy libnfs-utils smbclient samba nfs-ganesha
-      nfs-ganesha-vfs nfs-ganesha-proxy-v4 rpcbind iproute2 procps systemd python3"
+      nfs-ganesha-vfs nfs-ganesha-proxy-v4 rpcbind iproute2 procps systemd python3
+      libnfs-dev gcc libc6-dev"
+# nfs-ops: the writes libnfs-utils lacks (mkdir, rename, chmod, ...) on the same client library
+NFS_OPS_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/nfs-ops.c"
+NFS_OPS=/var/lib/sgwlab/bin/nfs-ops
 
 log() { echo "lab: $*" >&2; }
 die() { echo "lab: ERROR: $*" >&2; exit 1; }
@@ -79,12 +83,18 @@ cmd_install() {
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
             || missing="$missing $p"
     done
-    [ -z "$missing" ] && return 0
-    log "installing:$missing"
-    export DEBIAN_FRONTEND=noninteractive
-    quiet apt-get update -qq
-    # shellcheck disable=SC2086
-    quiet apt-get install -y -qq --no-install-recommends $missing
+    if [ -n "$missing" ]; then
+        log "installing:$missing"
+        export DEBIAN_FRONTEND=noninteractive
+        quiet apt-get update -qq
+        # shellcheck disable=SC2086
+        quiet apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing
+    fi
+    if [ ! -x "$NFS_OPS" ] || [ "$NFS_OPS_SRC" -nt "$NFS_OPS" ]; then
+        mkdir -p "$(dirname "$NFS_OPS")"
+        quiet gcc -O2 -Wall -Wextra -o "$NFS_OPS.tmp" "$NFS_OPS_SRC" -lnfs
+        mv "$NFS_OPS.tmp" "$NFS_OPS"
+    fi
 }
 
 # ---------------------------------------------------------------- helpers
