@@ -64,8 +64,11 @@ function inapplicable(p: string, w: string): string | null {
   if (p === 'routed' && (w === 'cpu-gw' || w === 'mem-idle')) {
     return 'no gateway';
   }
-  if (p === 'proxy-aware' && ['iperf-1', 'iperf-4', 'conn-rate', 'mem-idle'].includes(w)) {
+  if ((p === 'proxy-aware' || p === 'proxy-idmap') && ['iperf-1', 'iperf-4', 'conn-rate', 'mem-idle'].includes(w)) {
     return 'not RPC or SMB: the protocol-aware proxy refuses it by design';
+  }
+  if (p === 'proxy-idmap' && w.startsWith('smb-')) {
+    return 'the id map is NFS only (the SMB policy is the same as proxy-aware)';
   }
   if (p === 'socat' && w === 'mem-idle') {
     return 'socat forks a process per connection: thousands of them would not fit';

@@ -55,9 +55,13 @@ export interface GatewayPath {
  * `aware`, an NFS identity policy (root squash) and an SMB policy, so the
  * proxy decodes every RPC call and SMB message.
  */
-function benchDomains(aware = false): Record<string, string> {
+/** Policies of the protocol-aware paths: root squash (in-place call patches), or with an id map too (replies held, mapped, re-framed). */
+type Aware = false | 'aware' | 'idmap';
+
+function benchDomains(aware: Aware = false): Record<string, string> {
   const base = labYaml('kernel').domains['acme.yaml'] ?? '';
-  const acme = aware ? base.replace('sourceIp: 198.18.0.11\n', 'sourceIp: 198.18.0.11\nnfs: { rootSquash: true }\nsmb: { minDialect: "3.0" }\n') : base;
+  const nfs = aware === 'idmap' ? '{ rootSquash: true, idOffset: 131072 }' : '{ rootSquash: true }';
+  const acme = aware !== false ? base.replace('sourceIp: 198.18.0.11\n', `sourceIp: 198.18.0.11\nnfs: ${nfs}\nsmb: { minDialect: "3.0" }\n`) : base;
   const extra = [IPERF, SINK]
     .map(
       (ip, i) => `  - id: bench-${i === 0 ? 'iperf' : 'sink'}
@@ -186,11 +190,11 @@ function haproxyConfig(base: number): string {
   return `${out.join('\n')}\n`;
 }
 
-function sharegw(plane: 'kernel' | 'proxy', aware = false): GatewayPath {
+function sharegw(plane: 'kernel' | 'proxy', aware: Aware = false): GatewayPath {
   let daemon: LabDaemon | null = null;
   return {
-    id: aware ? 'proxy-aware' : plane,
-    title: aware ? 'sharegw protocol-aware proxy' : `sharegw ${plane} plane`,
+    id: aware === 'aware' ? 'proxy-aware' : aware === 'idmap' ? 'proxy-idmap' : plane,
+    title: aware === 'aware' ? 'sharegw protocol-aware proxy' : aware === 'idmap' ? 'sharegw protocol-aware proxy with an id map' : `sharegw ${plane} plane`,
     async setup() {
       await resetGateway();
       // The production sync interval: the tests' 1 s loop would spend the
@@ -221,7 +225,8 @@ export function allPaths(): GatewayPath[] {
     },
     sharegw('kernel'),
     sharegw('proxy'),
-    sharegw('proxy', true),
+    sharegw('proxy', 'aware'),
+    sharegw('proxy', 'idmap'),
     peer('haproxy', 'haproxy tcp, splice', 21000, (work) => {
       const cfg = path.join(work, 'haproxy.cfg');
       fs.writeFileSync(cfg, haproxyConfig(21000));
