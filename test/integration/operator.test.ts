@@ -5,7 +5,7 @@
  */
 import * as path from 'node:path';
 import t from 'tap';
-import { LabDaemon, NS, ROOT, gatewayGet, holdConnection, probe, run } from '../helpers/lab';
+import { LabDaemon, NS, ROOT, gatewayGet, holdConnection, probe, run, until } from '../helpers/lab';
 
 const ACME = '198.18.0.100';
 
@@ -24,10 +24,17 @@ for (const plane of ['kernel', 'proxy'] as const) {
     t.equal((await probe(NS.g2, ACME, 2049, { local: '198.19.1.5', timeoutMs: 1000 })).result, 'timeout');
     const cat = await run('nfs-cat', [`nfs://${ACME}/export/acme/hello.txt?version=4`], { ns: NS.g1 });
     t.equal(cat.code, 0);
-    const m = await get('/metrics');
-    t.equal(m.status, 200);
+    // Packet counters are read by the sync loop (every second here): the
+    // scrape shows them once a sync has run after the probes.
+    let m = await get('/metrics');
     const value = (re: RegExp): number => Number(re.exec(m.body)?.[1] ?? 'NaN');
-    t.ok(value(/^sharegw_denied_packets\{domain="beta",guest="beta\/g2",reason="deny"\} (\d+)$/m) >= 1, 'denials by guest and reason');
+    const denied = /^sharegw_denied_packets\{domain="beta",guest="beta\/g2",reason="deny"\} (\d+)$/m;
+    await until('the denial counted', async () => {
+      m = await get('/metrics');
+      return value(denied) >= 1;
+    }).catch(() => undefined);
+    t.equal(m.status, 200);
+    t.ok(value(denied) >= 1, 'denials by guest and reason');
     t.ok(value(/^sharegw_denied_packets\{domain="beta",guest="beta\/g2",reason="antispoof"\} (\d+)$/m) >= 1, 'spoofed packets by guest');
     t.ok(value(/^sharegw_rule_applies_total\{result="ok"\} (\d+)$/m) >= 1, 'rule applies');
     t.ok(value(/^sharegw_sync_duration_seconds_count (\d+)$/m) >= 1, 'sync latency histogram');
