@@ -148,6 +148,7 @@ t.test('the documented daemon file and the shipped acme domain validate cleanly'
     stateDir: '/var/lib/sharegw',
     adminSocket: '/run/sharegw/admin.sock',
     metrics: '127.0.0.1:9610',
+    manila: null,
     syncIntervalMs: 10_000,
     logLevel: 'info',
     keepRulesOnExit: true,
