@@ -220,6 +220,9 @@ t.test('the configuration layer emits exactly the codes these tests cover', asyn
     'SGW_ERR_CONFIG_BAD_INTERFACE',
     'SGW_ERR_CONFIG_BAD_IP',
     'SGW_ERR_CONFIG_BAD_PORT_RANGE',
+    // Covered in manila-config.test.ts.
+    'SGW_ERR_CONFIG_BAD_URL',
+    'SGW_ERR_CONFIG_CLOUD',
     'SGW_ERR_CONFIG_DUPLICATE',
     'SGW_ERR_CONFIG_INVALID',
     'SGW_ERR_CONFIG_IO',
@@ -801,6 +804,7 @@ proxy:
       drainTimeoutMs: 120_000,
       maxConnectionsPerGuest: 9,
     },
+    manila: null,
   });
   t.same(r.config?.domains, [], 'no domain files: no domains');
 });
