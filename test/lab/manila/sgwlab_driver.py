@@ -47,3 +47,17 @@ class SgwLabDummyDriver(dummy.DummyDriver):
             {"path": loc(secondary), "metadata": {"preferred": False},
              "is_admin_only": False},
         ]
+
+    def update_access(self, context, share, access_rules, add_rules,
+                      delete_rules, share_server=None):
+        # Real CIFS drivers (generic, NetApp, ...) take ip rules; the dummy
+        # only takes user rules on CIFS. The gateway grants network access
+        # by ip rules, so the lab accepts both on CIFS.
+        for rule in add_rules + access_rules:
+            proto = share["share_proto"].lower()
+            kind = rule["access_type"].lower()
+            if not ((proto == "nfs" and kind == "ip") or
+                    (proto == "cifs" and kind in ("ip", "user"))):
+                raise dummy.exception.InvalidShareAccess(
+                    reason="Unsupported '%s' access type for '%s' share "
+                           "protocol." % (kind, proto))
