@@ -49,7 +49,7 @@ export const manilaSchema = z.strictObject({
   minInterval: duration.optional(),
   /** RabbitMQ URL of Manila's notifications (hints for an early resync). */
   notifications: nonEmpty.optional(),
-  /** Exchange Manila publishes notifications on (oslo control_exchange). */
+  /** Exchange Manila publishes notifications on: oslo.messaging's control_exchange (default `openstack`). */
   notificationsExchange: nonEmpty.optional(),
 });
 

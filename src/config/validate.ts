@@ -546,7 +546,7 @@ function checkManila(m: ManilaFile, src: YamlSource, out: ConfigProblem[], dur: 
           intervalMs,
           minIntervalMs,
           notifications: amqp === null ? null : new Secret(amqp),
-          notificationsExchange: m.notificationsExchange ?? 'manila',
+          notificationsExchange: m.notificationsExchange ?? 'openstack',
         };
   return out.length === before ? settings : null;
 }

@@ -68,7 +68,7 @@ function settings(url: string, over: Partial<ManilaSettings> = {}): ManilaSettin
     intervalMs: 10_000,
     minIntervalMs: 1000,
     notifications: null,
-    notificationsExchange: 'manila',
+    notificationsExchange: 'openstack',
     ...over,
   };
 }

@@ -61,7 +61,8 @@ export class HttpTransport {
     // Read once at start: a CA bundle that cannot be read is a startup error.
     const ca = opts.caFile === undefined || opts.caFile === null ? undefined : fs.readFileSync(opts.caFile);
     this.httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 4, ...(ca === undefined ? {} : { ca }) });
-    this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms).unref()));
+    // Not unref'd: a caller awaits the retry, the loop must wait for it too.
+    this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
     this.random = opts.random ?? Math.random;
   }
 

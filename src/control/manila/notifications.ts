@@ -6,7 +6,7 @@ import type { Secret } from '../../config/secret';
 /**
  * Manila's notifications on RabbitMQ (oslo.messaging `messagingv2`): a
  * private, exclusive queue bound to the `notifications.*` topics of the
- * Manila exchange. Every `share*` event (share.create.end,
+ * control exchange (`openstack` unless Manila sets another). Every `share*` event (share.create.end,
  * share.delete.end, share_network...) asks the source for an early resync;
  * the event's content is not trusted or used (hints only: Manila emits
  * nothing for access rules, so polling stays the source of truth).

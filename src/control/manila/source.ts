@@ -147,7 +147,7 @@ export class ManilaSource {
     }
     const first = this.runner.runNow();
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([first, new Promise<void>((res) => (timer = setTimeout(res, this.opts.settings.timeoutMs).unref()))]);
+    await Promise.race([first, new Promise<void>((res) => (timer = setTimeout(res, this.opts.settings.timeoutMs)))]);
     clearTimeout(timer);
     this.runner.start();
     if (this.opts.settings.notifications !== null) {
