@@ -74,6 +74,9 @@ export interface ManilaSourceOptions {
   clock?: Clock;
 }
 
+/** States that change by themselves soon (rules and shares). */
+const TRANSIENT = /^(?:state (?:queued_to_apply|applying|queued_to_deny|denying)|status (?:creating|deleting|extending|shrinking|migrating|manage_starting))$/;
+
 type DomainRef = Pick<Domain, 'name' | 'project' | 'shareNetwork'>;
 /** A domain that has a share network to sync. */
 type Synced = { name: string; project: string; shareNetwork: string };
@@ -260,6 +263,13 @@ export class ManilaSource {
     }
     const after = canonicalJson(this.ordered().map((d) => [d.domain, d.shares]));
     await this.persist();
+    // A rule or share on its way (queued, applying, denying, creating,
+    // deleting) is followed closely, so a grant follows Manila's own
+    // activation instead of the next full interval. Bounded by minInterval,
+    // and only while something is moving.
+    if (failed === null && this.ordered().some((d) => d.skipped.some((x) => TRANSIENT.test(x.reason)))) {
+      void this.runner.request();
+    }
     if (after !== before) {
       this.opts.onChange();
     }
