@@ -99,7 +99,7 @@ export class ManilaSource {
     this.client = opts.client ?? new ManilaClient(opts.settings);
     this.stateFile = new ManilaStateFile(opts.stateDir, opts.node);
     const s = opts.settings;
-    this.runner = new BoundedRunner(() => this.run(), { minIntervalMs: s.minIntervalMs, maxIntervalMs: s.intervalMs, retryMinMs: Math.min(1000, s.intervalMs) }, opts.clock);
+    this.runner = new BoundedRunner(() => this.run(), { minIntervalMs: s.minIntervalMs, maxIntervalMs: s.intervalMs, retryMinMs: Math.min(1000, s.intervalMs), jitter: 0.2 }, opts.clock);
     this.st = {
       enabled: true,
       endpoint: s.endpoint,
