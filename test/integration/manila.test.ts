@@ -108,11 +108,11 @@ function main(): void {
     const rule = await admin.allow(nfs, '198.19.0.5', 'rw');
     const cifsRule = await admin.allow(cifs, '198.19.0.5', 'rw');
     const activeMs = await waitFor('rule active in Manila', async () => (await admin.ruleState(rule)) === 'active', 30_000);
-    const syncedMs = await waitFor('synced grant', () => shareOf(h, 'acme', nfs)?.accessRules.some((r) => r.accessTo === '198.19.0.5') === true, 30_000);
-    figure(t, `allow_access -> rule active in Manila ${activeMs} ms; -> synced grant ${syncedMs} ms (interval ${INTERVAL_MS} ms)`);
+    await waitFor('synced grant', () => shareOf(h, 'acme', nfs)?.accessRules.some((r) => r.accessTo === '198.19.0.5') === true, 30_000);
+    const syncedMs = Date.now() - t0;
+    figure(t, `allow_access -> rule active in Manila ${activeMs} ms; -> synced grant ${syncedMs} ms, both from the allow call (interval ${INTERVAL_MS} ms)`);
     t.ok(syncedMs - activeMs <= INTERVAL_MS + 1500, 'synced within one interval of the rule becoming active');
     await waitFor('CIFS ip rule synced', () => shareOf(h, 'acme', cifs)?.accessRules.length === 1, 30_000);
-    void t0;
 
     const d0 = Date.now();
     await admin.deny(nfs, rule);
