@@ -653,6 +653,9 @@ export class Daemon {
     this.config = next;
     this.manila?.setDomains(next.domains);
     this.recompute();
+    // A domain may have gained a share network: ask Manila now, not at the
+    // next interval (the source calls back when the answer changes things).
+    void this.manila?.request();
     this.log.level = next.daemon.logLevel;
     this.runner.setMaxInterval(next.daemon.syncIntervalMs);
     this.generation++;
