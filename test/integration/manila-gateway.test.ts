@@ -63,6 +63,8 @@ function main(): void {
     await waitFor('bridged API in sgwlab-gw', async () => (await probe(NS.gw, '127.0.0.1', apiPort, { timeoutMs: 500 })).result === 'connected', 10_000);
 
     const sn = await admin.createShareNetwork('sgw-gw');
+    const ss1 = await admin.createSecurityService('ldap', 'ldap-1', '198.18.0.60', `ldap-pw-${process.pid}`);
+    await admin.addSecurityService(sn, ss1);
     const nfs = await admin.createShare('NFS', 'acme', sn);
     const cifs = await admin.createShare('CIFS', 'acme', sn);
     await admin.waitShare(nfs, 'available');
@@ -121,6 +123,36 @@ proxy: { drainTimeout: 2s }
     t.comment(`figure: deny_access -> live NFS transfer cut ${done.at - d0} ms (interval ${INTERVAL})`);
     t.ok(done.at - d0 < 2000 + 3000, 'within one interval (+ Manila, apply, cut)');
     t.equal((await probe(NS.g1, ACME, 2049)).result, 'refused', 'new connections refused');
+
+    // update_security_service on the in-use network: network_change freezes
+    // the domain (live flows kept, nothing new applied), then it applies.
+    const smbFlow = background(NS.g1, 'smbclient', [`//${ACME}/acme`, ...SMB_ACME, '-c', `get ${tag}.bin ${path.join(work, 'smb-freeze.out')}`]);
+    await waitFor('SMB transfer moving', () => (fs.statSync(path.join(work, 'smb-freeze.out'), { throwIfNoEntry: false })?.size ?? 0) > 0, 15_000);
+    const ss2 = await admin.createSecurityService('ldap', 'ldap-2', '198.18.0.61', `ldap-pw-${process.pid}`);
+    await admin.updateSecurityService(sn, ss1, ss2);
+    const u0 = Date.now();
+    await waitFor('domain frozen', async () => (await d.status()).manila?.domains?.[0]?.frozen === true, 10_000);
+    // A rule allowed while the network changes is not applied before it is active again.
+    const during = await admin.call('POST', `shares/${nfs}/action`, { allow_access: { access_type: 'ip', access_to: '198.19.0.5', access_level: 'rw' } });
+    t.comment(`allow_access during network_change: HTTP ${during.status}`);
+    const frozenProbe = (await admin.shareNetworkStatus(sn)) === 'network_change' ? await probe(NS.g1, ACME, 2049, { timeoutMs: 500 }) : null;
+    if (frozenProbe !== null && (await d.status()).manila?.domains?.[0]?.frozen === true) {
+      t.not(frozenProbe.result, 'connected', 'nothing new applied while frozen');
+    }
+    await waitFor('domain active again', async () => (await d.status()).manila?.domains?.[0]?.frozen === false, 30_000);
+    t.comment(`figure: update_security_service -> frozen and back to active in ${Date.now() - u0} ms`);
+    t.ok(smbFlow.running(), 'the live SMB transfer was kept through network_change');
+    st = await d.status();
+    t.same(st.manila?.domains?.[0]?.securityServices?.map((x: { server: string }) => x.server), ['198.18.0.61'], 'the replaced security service shows in status');
+    // Zed refuses allow_access while the share server is in network_change
+    // (HTTP 400); then the change is made once the network is active again.
+    if (during.status !== 200) {
+      await admin.allow(nfs, '198.19.0.5', 'rw');
+    }
+    const applied = await waitFor('the domain applies changes again', async () => (await probe(NS.g1, ACME, 2049, { timeoutMs: 300 })).result === 'connected', 20_000);
+    t.comment(`figure: after network_change, a new NFS rule reachable in ${applied} ms`);
+    smbFlow.kill();
+    await smbFlow.done;
     await shape('sgwt-g1', null);
 
     // Manila unreachable, daemon restarted meanwhile: access kept.
