@@ -183,5 +183,6 @@ proxy: { drainTimeout: 2s }
     t.comment(`figure: share delete (notifications on) -> live SMB transfer cut ${s.at - x0} ms`);
     await shape('sgwt-g1', null);
     t.match(d.log(), /access revoked; established flows cut/);
+    t.notMatch(d.log(), /guest:guest|ldap-pw-/, 'no credential in the daemon log');
   });
 }
