@@ -85,6 +85,7 @@ function make(t: { teardown(fn: () => unknown): void }, client: StandIn, dir: st
     counters: new Counters(),
     onChange: () => changes++,
     client: client as unknown as ManilaClient,
+    followUpMs: 250,
   });
   t.teardown(() => source.stop());
   return { source, changes: () => changes, logs };
@@ -148,4 +149,18 @@ t.test('ManilaSource follows a rule in transit at minInterval, not at the next i
   const settled = c.calls['rules'] ?? 0;
   await sleep(100);
   t.ok((c.calls['rules'] ?? 0) - settled <= 1, 'back to the interval once settled');
+});
+
+t.test('ManilaSource stops following a share stuck in a transient state', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sgw-src-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const c = new StandIn();
+  c.shareList = [{ id: 's1', name: 'acme', status: 'creating', share_proto: 'NFS', share_network_id: 'sn1', project_id: 'p' }];
+  const { source } = make(t, c, dir);
+  await source.start(DOMAINS);
+  await sleep(400);
+  const n = c.calls['shares'] ?? 0;
+  await sleep(450);
+  const more = (c.calls['shares'] ?? 0) - n;
+  t.ok(more <= 4, `after the follow-up window only interval polls (${more} in 450 ms at a 150 ms interval)`);
 });

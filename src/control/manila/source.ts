@@ -72,8 +72,12 @@ export interface ManilaSourceOptions {
   onChange: () => void;
   client?: ManilaClient;
   clock?: Clock;
+  /** How long the same transient items get follow-up syncs (default 30 s). */
+  followUpMs?: number;
 }
 
+/** How long the same transient items get follow-up syncs at minInterval. */
+const FOLLOW_UP_MS = 30_000;
 /** States that change by themselves soon (rules and shares). */
 const TRANSIENT = /^(?:state (?:queued_to_apply|applying|queued_to_deny|denying)|status (?:creating|deleting|extending|shrinking|migrating|manage_starting))$/;
 
@@ -92,6 +96,8 @@ export class ManilaSource {
   private readonly exportCache = new Map<string, { key: string; locations: ExportLocationRecord[] }>();
   private notifications: ManilaNotifications | null = null;
   private lastSavedKey = '';
+  /** The transient items seen last and since when (bounds follow-up polls). */
+  private transit = { key: '', since: 0 };
   private st: Omit<ManilaSourceStatus, 'domains' | 'notifications' | 'requests' | 'retries' | 'tokensIssued'>;
 
   constructor(private readonly opts: ManilaSourceOptions) {
@@ -267,7 +273,15 @@ export class ManilaSource {
     // deleting) is followed closely, so a grant follows Manila's own
     // activation instead of the next full interval. Bounded by minInterval,
     // and only while something is moving.
-    if (failed === null && this.ordered().some((d) => d.skipped.some((x) => TRANSIENT.test(x.reason)))) {
+    // Something stuck in a transient state (a share hanging in `creating`)
+    // must not keep a host polling at minInterval: follow-ups stop after
+    // FOLLOW_UP_MS of the same set of transient items.
+    const moving = this.ordered().flatMap((d) => d.skipped.filter((x) => TRANSIENT.test(x.reason)).map((x) => `${d.domain} ${x.share} ${x.what} ${x.reason}`));
+    const movingKey = moving.sort().join('\n');
+    if (movingKey !== this.transit.key) {
+      this.transit = { key: movingKey, since: Date.now() };
+    }
+    if (failed === null && moving.length > 0 && Date.now() - this.transit.since < (this.opts.followUpMs ?? FOLLOW_UP_MS)) {
       void this.runner.request();
     }
     if (after !== before) {
