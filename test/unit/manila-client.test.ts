@@ -325,3 +325,29 @@ t.test('catalogEndpoint() and v2Base() pick the sharev2 URL and strip the projec
   t.equal(v2Base('http://m:8786/v2/abc123'), 'http://m:8786/v2');
   t.equal(v2Base('http://m:8786/v2/'), 'http://m:8786/v2');
 });
+
+t.test('HttpTransport trusts the caFile bundle and refuses an unknown CA', async (t) => {
+  const { execFileSync } = await import('node:child_process');
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const https = await import('node:https');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sgw-tls-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const key = path.join(dir, 'key.pem');
+  const cert = path.join(dir, 'cert.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=manila.test', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  const server = https.createServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert) }, (_req, res) => json(res, 200, VERSIONS));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => {
+    server.closeAllConnections();
+    server.close(() => r());
+  }));
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/v2/`;
+  const trusted = new HttpTransport({ timeoutMs: 2000, caFile: cert, attempts: 1 });
+  t.teardown(() => trusted.close());
+  t.equal((await trusted.request({ method: 'GET', url })).status, 200, 'the bundle is trusted');
+  const plain = new HttpTransport({ timeoutMs: 2000, attempts: 1 });
+  t.teardown(() => plain.close());
+  await t.rejects(plain.request({ method: 'GET', url }), { code: 'SGW_ERR_MANILA_UNREACHABLE', message: /SELF_SIGNED|CERT|certificate/i }, 'Node\'s CAs do not know it');
+});
