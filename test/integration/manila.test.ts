@@ -68,6 +68,24 @@ async function harness(t: { teardown(fn: () => unknown): void }, settings: Manil
   return { source, logs, changes, dir: stateDir };
 }
 
+/** Creates an application credential for a user (Keystone v3, as the user). */
+async function appCredential(env: Record<string, string>, user: string, password: string, projectId: string): Promise<{ id: string; secret: string }> {
+  const auth = env['OS_AUTH_URL'] ?? '';
+  const tok = await fetch(`${auth}/auth/tokens`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ auth: { identity: { methods: ['password'], password: { user: { name: user, domain: { id: 'default' }, password } } }, scope: { project: { id: projectId } } } }),
+  });
+  const body = (await tok.json()) as { token: { user: { id: string } } };
+  const res = await fetch(`${auth}/users/${body.token.user.id}/application_credentials`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'X-Auth-Token': tok.headers.get('x-subject-token') ?? '' },
+    body: JSON.stringify({ application_credential: { name: `sgw-${process.pid}-${Date.now()}` } }),
+  });
+  const ac = (await res.json()) as { application_credential: { id: string; secret: string } };
+  return ac.application_credential;
+}
+
 function shareOf(h: Harness, domain: string, id: string): { accessRules: { accessTo: string }[]; exportLocations: string[]; proto: string } | undefined {
   return h.source.snapshot().get(domain)?.shares.find((s) => s.id === id);
 }
@@ -203,6 +221,13 @@ function main(): void {
     t.same(shareOf(h, 'demo', share)?.exportLocations, ['198.18.0.100:/export/acme'], 'a member sees no admin-only location; the preferred one is used');
     t.equal(h.source.status().tokensIssued, 1, 'one token for all the calls');
     await h.source.stop();
+
+    // An application credential of the same member (what production should use).
+    const ac = await appCredential(ks, 'demo', 'demo', ks['OS_DEMO_PROJECT_ID'] ?? '');
+    const viaAc = await harness(t, settingsFor(ks, { authUrl: ks['OS_AUTH_URL'] ?? null, endpoint: null, auth: { type: 'applicationCredential', id: ac.id, secret: new Secret(ac.secret) } }), domains);
+    t.equal(shareOf(viaAc, 'demo', share)?.accessRules.length, 1, 'an application credential syncs the same state');
+    t.notMatch(`${viaAc.logs.join('')} ${JSON.stringify(viaAc.source.status())} ${fs.readFileSync(path.join(viaAc.dir, 'manila.json'), 'utf8')}`, new RegExp(ac.secret), 'its secret is in no log, status or state');
+    await viaAc.source.stop();
 
     const bad = await harness(t, password('not-the-password'), domains, h.dir);
     const st = bad.source.status();
