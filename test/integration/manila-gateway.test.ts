@@ -15,7 +15,7 @@ import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { NS, background, probe, run, shape, sleep, SMB_ACME, tempDir, rmTemp, transferFixture } from '../helpers/lab';
+import { NS, ROOT, background, probe, run, shape, sleep, SMB_ACME, tempDir, rmTemp, transferFixture } from '../helpers/lab';
 import { freshProject, ManilaAdmin, manilaUp, waitFor } from '../helpers/manila-lab';
 
 const ACME = '198.18.0.100';
@@ -132,6 +132,10 @@ proxy: { drainTimeout: 2s }
     await admin.updateSecurityService(sn, ss1, ss2);
     const u0 = Date.now();
     await waitFor('domain frozen', async () => (await d.status()).manila?.domains?.[0]?.frozen === true, 10_000);
+    const human = await run(process.execPath, [path.join(ROOT, 'dist/src/cli/sharegw.js'), '--socket', d.socket, 'status'], { timeoutMs: 10_000 });
+    t.match(human.stdout, /manila: http:\/\/127\.0\.0\.1:\d+\/v2 \(2\.73\)/, '`sharegw status` shows the Manila sync');
+    t.match(human.stdout, new RegExp(`acme: share network ${sn} network_change, 2 synced shares  FROZEN`), 'and the frozen domain');
+    t.notMatch(human.stdout, /guest:guest|ldap-pw-/);
     // A rule allowed while the network changes is not applied before it is active again.
     const during = await admin.call('POST', `shares/${nfs}/action`, { allow_access: { access_type: 'ip', access_to: '198.19.0.5', access_level: 'rw' } });
     t.comment(`allow_access during network_change: HTTP ${during.status}`);
