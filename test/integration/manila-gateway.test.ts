@@ -168,6 +168,15 @@ proxy: { drainTimeout: 2s }
     t.equal(st.manila?.lastError?.code, 'SGW_ERR_MANILA_UNREACHABLE', 'Manila is unreachable');
     t.ok(st.manila?.restored !== null, 'restored from manila.json');
     t.ok(await smbLs(), 'the guest keeps its SMB access');
+    // Stay down a while (SGW_MANILA_OUTAGE_S, default 30 s): access holds and
+    // the retries stay bounded (no request storm).
+    const outageS = Number(process.env['SGW_MANILA_OUTAGE_S'] ?? '30');
+    const r0 = (await d.status()).manila?.requests ?? 0;
+    await sleep(outageS * 1000);
+    const attempts = ((await d.status()).manila?.requests ?? 0) - r0;
+    t.comment(`figure: ${attempts} API request attempts during a ${outageS} s outage (interval ${INTERVAL}, 3 attempts per request)`);
+    t.ok(attempts <= outageS * 3, 'bounded by the backoff');
+    t.ok(await smbLs(), `access still there after ${outageS} s without Manila`);
     t.notMatch(JSON.stringify(st), /guest:guest/, 'no credential in status');
     const restartedApi = bridge(t, dir, Number(new URL(env['MANILA_ENDPOINT'] ?? '').port), apiPort);
     void restartedApi;
