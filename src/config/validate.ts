@@ -507,6 +507,11 @@ function checkManila(m: ManilaFile, src: YamlSource, out: ConfigProblem[], dur: 
         out.push(src.problem(at(key), 'SGW_ERR_CONFIG_BAD_URL', `must be a ${schemes.map((x) => x.replace(':', '')).join(' or ')} URL`));
         return null;
       }
+      if ((u.protocol === 'http:' || u.protocol === 'https:') && (u.username !== '' || u.password !== '')) {
+        // Status shows these URLs; credentials belong in `auth`.
+        out.push(src.problem(at(key), 'SGW_ERR_CONFIG_BAD_URL', 'must not carry a user or password (put credentials in "auth")'));
+        return null;
+      }
       return v;
     } catch {
       // The URL may carry a password: say what is wrong without quoting it.

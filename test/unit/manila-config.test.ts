@@ -59,6 +59,7 @@ t.test('validateConfig() reports manila problems by key, never quoting secrets',
     ['  authUrl: https://k/v3\n  auth: { type: password, username: u, password: pw-XYZ, project: p, projectId: q }\n', '/manila/auth', /exactly one/],
     ['  authUrl: https://k/v3\n  auth: { type: applicationCredential, id: a, secret: s }\n  interval: 5s\n  minInterval: 10s\n', '/manila/minInterval', /interval/],
     ['  endpoint: http://x/v2\n', '/manila', /auth/],
+    ['  auth: { type: noauth, project: 9f2c }\n  endpoint: "http://u:pw-XYZ@x/v2"\n', '/manila/endpoint', /user or password/],
     ['  auth: { type: kerberos }\n', '/manila/auth/type', /./],
   ];
   for (const [yaml, pointer, msg] of cases) {
