@@ -98,6 +98,17 @@ t.test('syncDomain() freezes the last applied shares during network_change and k
   const e = syncDomain(broken, before);
   t.same(e.flags, { frozen: false, networkError: true, missing: false });
   t.same(e.shares, before.shares);
+  const odd = fetched({ shares: [] });
+  if (odd.network !== null) {
+    odd.network.status = 'rebuilding';
+  }
+  t.same(syncDomain(odd, before).flags.networkError, true, 'an unknown status keeps the last-known-good state, flagged');
+  t.same(syncDomain(odd, before).shares, before.shares);
+  const old = fetched();
+  if (old.network !== null) {
+    delete old.network.status;
+  }
+  t.equal(syncDomain(old, null).shares.length, 2, 'no status (below 2.63): applied');
   const missing = syncDomain(fetched({ network: null }), before);
   t.same(missing.flags.missing, true);
   t.same(missing.shares, []);
@@ -123,4 +134,41 @@ t.test('mergeSynced() adds synced shares to the domain files\' shares; static id
   t.ok(g?.grants.some((gr) => gr.backend === '198.18.0.100' && gr.port === 2049 && gr.shares.some((s) => s.id === 's-nfs')), 'the synced NFS share grants g1 (198.19.0.5) 2049');
   const other = mergeSynced(cfg, new Map([['acme', { ...d, shareNetworkId: 'another' }]]));
   t.equal(other.config.domains.find((x) => x.name === 'acme')?.shares.length, 3, 'a state for another share network is not applied');
+});
+
+t.test('syncDomain() never throws and never grants a rule that is not active, on random input', async (t) => {
+  // A small seeded generator: the same cases on every run.
+  let seed = 0x5eed;
+  const rnd = (): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)] as T;
+  const states = ['active', 'queued_to_apply', 'applying', 'queued_to_deny', 'denying', 'error', 'weird'];
+  const paths = ['198.18.0.100:/export/acme', '\\\\198.18.0.100\\acme', '198.18.0.100:/acme', 'host:/x', '[2001:db8::1]:/e', '', '::::', '10.0.0.10:/path/to/fake'];
+  const tos = ['198.19.0.5', '198.19.0.0/24', '198.19.0.1/24', 'not-an-ip', '2001:db8::/64', 'user1'];
+  let granted = 0;
+  for (let i = 0; i < 2000; i++) {
+    const f = fetched({
+      shares: Array.from({ length: Math.floor(rnd() * 4) }, (_, k) => ({
+        share: share(`s${k}`, { status: pick(['available', 'creating', 'error', 'deleting']), share_proto: pick(['NFS', 'CIFS', 'CEPHFS', 'nfs']), encryption_key_ref: pick([null, 'k']) }),
+        exportLocations: Array.from({ length: Math.floor(rnd() * 3) }, (_, j) => ({ id: `e${j}`, path: pick(paths), preferred: rnd() < 0.5, is_admin_only: rnd() < 0.2 })),
+        accessRules: Array.from({ length: Math.floor(rnd() * 3) }, (_, j) => ({ id: `r${j}`, access_type: pick(['ip', 'user', 'cephx', 'x']), access_to: pick(tos), access_level: pick(['rw', 'ro', 'admin']), state: pick(states) })),
+      })),
+    });
+    if (f.network !== null) {
+      f.network.status = pick(['active', 'active', 'network_change', 'error', 'odd']);
+    }
+    const d = syncDomain(f, null);
+    for (const s of d.shares) {
+      const src = f.shares.find((x) => x.share.id === s.id);
+      t.equal(src?.share.status, 'available');
+      for (const r of s.accessRules) {
+        const from = src?.accessRules.find((x) => x.access_to === r.accessTo && x.state === 'active');
+        if (from === undefined) {
+          t.fail(`granted ${r.accessTo} without an active rule`);
+        }
+        granted++;
+      }
+      t.ok(s.exportLocations.length > 0);
+    }
+  }
+  t.ok(granted > 0, `${granted} grants checked`);
 });

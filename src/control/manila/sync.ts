@@ -95,7 +95,10 @@ export function syncDomain(fetched: FetchedDomain, previous: SyncedDomain | null
     return { domain: fetched.domain, shareNetworkId: fetched.shareNetworkId, network: null, shares: [], flags: { frozen: false, networkError: false, missing: true }, skipped, fetchedAt: fetched.fetchedAt };
   }
   const n = fetched.network;
-  const status: NetworkStatus = n.status === undefined ? 'unknown' : n.status === 'active' || n.status === 'network_change' || n.status === 'error' ? n.status : 'unknown';
+  // No status below 2.63: the network is taken as usable. A status this
+  // code does not know is treated like `error` (last-known-good, flagged):
+  // a new state in a newer Manila must not open or close access by accident.
+  const status: NetworkStatus = n.status === undefined ? 'unknown' : n.status === 'active' || n.status === 'network_change' || n.status === 'error' ? n.status : 'error';
   const network: SyncedDomain['network'] = {
     name: n.name ?? null,
     status,
