@@ -23,7 +23,7 @@
 # Export locations: a share NAMED acme, acme-private or beta gets the
 # preferred location 198.18.0.100:/export/acme (NFS) or \\198.18.0.100\acme
 # (CIFS) (beta on 198.18.0.101), which test/lab/lab.sh really serves; any
-# other name keeps the dummy's fake path on the plugin range 198.18.0.200-250.
+# other name keeps the dummy's fake path on the plugin range 198.18.128.10-198.18.255.250.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -133,6 +133,8 @@ host = sgwlab
 storage_availability_zone = nova
 report_interval = 2
 periodic_interval = 5
+# A share server goes with its network's last share (frees its addresses).
+delete_share_server_with_last_share = True
 # Notifications (share.create.end, share.delete.end, ...) for sharegw's
 # AMQP consumer, on the topic exchange "manila", topic "notifications".
 [oslo_messaging_notifications]
@@ -167,11 +169,14 @@ dummy_driver_driver_methods_delays = $delays
 [lab_net]
 network_api_class = manila.network.standalone_network_plugin.StandaloneNetworkPlugin
 network_plugin_ipv4_enabled = True
-standalone_network_plugin_gateway = 198.18.0.1
-standalone_network_plugin_mask = 24
+# 198.18.128.0/17 is unused by the network lab (198.18.0.0/24) and big
+# enough for every share server the tests ever create (3 addresses each; a
+# /24 range ran out after ~17 servers).
+standalone_network_plugin_gateway = 198.18.128.1
+standalone_network_plugin_mask = 17
 standalone_network_plugin_network_type = vlan
 standalone_network_plugin_segmentation_id = 1010
-standalone_network_plugin_allowed_ip_ranges = 198.18.0.200-198.18.0.250
+standalone_network_plugin_allowed_ip_ranges = 198.18.128.10-198.18.255.250
 EOF
 }
 
