@@ -29,7 +29,7 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': ['error', { paths: [{ name: 'node:child_process', message: 'only dataplane/kernel/{restore,conntrack}.ts, tunnels/host.ts and daemon/notify.ts (systemd-notify) run host commands' }] }] },
   },
   {
-    files: ['src/model/**/*.ts', 'src/policy/**/*.ts', 'src/config/validate.ts', 'src/config/schema.ts', 'src/config/yaml-source.ts', 'src/dataplane/kernel/render.ts', 'src/dataplane/kernel/chains.ts', 'src/dataplane/kernel/save-parse.ts', 'src/util/**/*.ts'],
+    files: ['src/model/**/*.ts', 'src/policy/**/*.ts', 'src/control/manila/sync.ts', 'src/control/manila/schemas.ts', 'src/config/validate.ts', 'src/config/clouds.ts', 'src/config/schema.ts', 'src/config/yaml-source.ts', 'src/dataplane/kernel/render.ts', 'src/dataplane/kernel/chains.ts', 'src/dataplane/kernel/save-parse.ts', 'src/util/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', pureImports] },
   },
   {

@@ -22,6 +22,8 @@ import { explainCommand, flowsCommand } from './admin/commands';
 import type { AdminRequest } from './admin/protocol';
 import type { FlowTuple } from './dataplane/kernel/conntrack';
 import { revocations } from './policy/revocations';
+import { ManilaSource } from './control/manila/source';
+import { mergeSynced } from './control/manila/sync';
 import type { Revocation } from './policy/revocations';
 import { vetTunnels } from './tunnels/vet';
 import { adoptTunnels, enableConntrackAccounting, linkFacts, TUNNEL_KINDS, enableForwarding, isLocalAddress, releaseTunnel, releaseTunnelPeer } from './tunnels/host';
@@ -100,6 +102,11 @@ export class Daemon {
   private refused = new Map<string, string>();
   private stopped = false;
   private readonly warnedSource = new Set<string>();
+  /** Shares, rules and share networks from Manila (null: no `manila` block). */
+  private readonly manila: ManilaSource | null;
+  /** The configuration with the synced shares merged in (what policy compiles). */
+  private effective: SgwConfig;
+  private readonly warnedCollision = new Set<string>();
 
   constructor(
     config: SgwConfig,
@@ -107,7 +114,22 @@ export class Daemon {
     private readonly counters: Counters,
   ) {
     this.config = config;
+    this.effective = config;
     this.desired = compileDesired(config);
+    this.manila =
+      config.daemon.manila === null
+        ? null
+        : new ManilaSource({
+            settings: config.daemon.manila,
+            node: config.daemon.node,
+            stateDir: config.daemon.stateDir,
+            log,
+            counters,
+            onChange: () => {
+              this.recompute();
+              void this.sync();
+            },
+          });
     this.proxy = new ProxyPlane(config.daemon.proxy, log, counters);
     this.store = new StateStore(config.daemon.stateDir, config.daemon.node, { log });
     this.notifier = createNotifier(process.env, log, { counters });
@@ -122,6 +144,12 @@ export class Daemon {
   async start(): Promise<void> {
     for (const w of this.config.warnings) {
       this.log.warn({ code: w.code, file: w.file, line: w.line, key: w.pointer }, w.message);
+    }
+    // Synced shares (restored from manila.json, or fresh if Manila answers
+    // in time) are part of the first sync's desired state.
+    if (this.manila !== null) {
+      await this.manila.start(this.config.domains);
+      this.recompute();
     }
     await this.restoreState();
     await this.runner.runNow();
@@ -555,6 +583,23 @@ export class Daemon {
     this.previousGuests = desired.guests;
   }
 
+  /**
+   * Desired state from the configuration plus the synced shares. Called at
+   * start, on reload and whenever the Manila source's state changed.
+   */
+  private recompute(): void {
+    const merged = this.manila === null ? { config: this.config, collisions: [] } : mergeSynced(this.config, this.manila.snapshot());
+    for (const c of merged.collisions) {
+      const k = `${c.domain}/${c.share}`;
+      if (!this.warnedCollision.has(k)) {
+        this.warnedCollision.add(k);
+        this.log.warn({ domain: c.domain, share: c.share }, 'a domain file defines a share Manila also syncs; the domain file wins');
+      }
+    }
+    this.effective = merged.config;
+    this.desired = compileDesired(merged.config);
+  }
+
   /** Guests whose tunnels the last sync (or, after a restart, the state file) held. */
   private previousGuests: readonly GuestState[] = [];
 
@@ -606,7 +651,11 @@ export class Daemon {
       return problems;
     }
     this.config = next;
-    this.desired = compileDesired(next);
+    this.manila?.setDomains(next.domains);
+    this.recompute();
+    // A domain may have gained a share network: ask Manila now, not at the
+    // next interval (the source calls back when the answer changes things).
+    void this.manila?.request();
     this.log.level = next.daemon.logLevel;
     this.runner.setMaxInterval(next.daemon.syncIntervalMs);
     this.generation++;
@@ -648,7 +697,7 @@ export class Daemon {
         });
       }
       case 'explain': {
-        return explainCommand(req, this.config, this.desired);
+        return explainCommand(req, this.effective, this.desired);
       }
       default: {
         return this.status();
@@ -674,7 +723,8 @@ export class Daemon {
       lastReload: this.lastReload,
       state: { dir: this.config.daemon.stateDir, lastSave: this.lastStateSave, restored: this.restored },
       notify: this.notifier.kind,
-      domains: this.config.domains.map((d) => ({
+      manila: this.manila?.status() ?? null,
+      domains: this.effective.domains.map((d) => ({
         name: d.name,
         project: d.project,
         sourceIp: d.sourceIp.text,
@@ -720,6 +770,7 @@ export class Daemon {
     await this.metrics?.close();
     this.flowEvents?.stop();
     await Promise.allSettled([...this.pendingCloses]);
+    await this.manila?.stop();
     await this.runner.stop();
     await this.proxy.close(this.config.daemon.proxy.drainTimeoutMs);
     if (!this.config.daemon.keepRulesOnExit) {
@@ -760,12 +811,23 @@ function restartOnly(cur: SgwConfig, next: SgwConfig): string[] {
   const b = next.daemon;
   const out: string[] = [];
   const same = (x: unknown, y: unknown): boolean => JSON.stringify(x) === JSON.stringify(y);
+  // Credentials print as [redacted]: compare them apart.
+  const am = a.manila;
+  const bm = b.manila;
+  const secret = (m: SgwConfig['daemon']['manila']): unknown[] => (m === null ? [] : [m.auth.type === 'password' ? m.auth.password : m.auth.type === 'applicationCredential' ? m.auth.secret : null, m.notifications]);
+  const sa = secret(am);
+  const sb = secret(bm);
+  if (sa.length !== sb.length || sa.some((x, i) => (x === null ? sb[i] !== null : !(x as { equals(o: unknown): boolean }).equals(sb[i])))) {
+    out.push('manila credentials');
+  }
   for (const [name, x, y] of [
     ['dataplane', a.dataplane, b.dataplane],
     ['adminSocket', a.adminSocket, b.adminSocket],
     ['node', a.node, b.node],
     ['stateDir', a.stateDir, b.stateDir],
     ['proxy', a.proxy, b.proxy],
+    // The Manila source is built at start (client, token, notifications).
+    ['manila', a.manila, b.manila],
   ] as const) {
     if (!same(x, y)) {
       out.push(name);

@@ -160,3 +160,38 @@ export class ProtocolError extends SgwError {
     super(code, message);
   }
 }
+
+/** Stable codes of ManilaError. */
+export type ManilaErrorCode =
+  /** Keystone refused the credentials or the token (401/403), or Manila refused the token. */
+  | 'SGW_ERR_MANILA_AUTH'
+  /** Manila or Keystone answered with an HTTP error that is not about auth. */
+  | 'SGW_ERR_MANILA_HTTP'
+  /** A response body that is not JSON or not the shape the API reference promises. */
+  | 'SGW_ERR_MANILA_SHAPE'
+  /** No answer: refused, reset, DNS, TLS, or the request timed out (after retries). */
+  | 'SGW_ERR_MANILA_UNREACHABLE'
+  /** The server offers no microversion this client can use (needs 2.51 or later). */
+  | 'SGW_ERR_MANILA_VERSION'
+  /** The service catalog has no usable `sharev2` endpoint for the interface and region. */
+  | 'SGW_ERR_MANILA_CATALOG';
+
+/**
+ * A call to Keystone or Manila failed. Carries what an operator needs to
+ * find the request on the server (method, path, status, request id), never
+ * a credential: request bodies and auth headers are not kept, and server
+ * messages are cut short.
+ */
+export class ManilaError extends SgwError {
+  declare readonly code: ManilaErrorCode;
+  /** HTTP status, or null when there was no answer. */
+  readonly status: number | null;
+  /** `x-openstack-request-id` / `x-compute-request-id` of the answer, if any. */
+  readonly requestId: string | null;
+
+  constructor(code: ManilaErrorCode, message: string, details: { status?: number | null; requestId?: string | null; cause?: unknown } = {}) {
+    super(code, message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.status = details.status ?? null;
+    this.requestId = details.requestId ?? null;
+  }
+}

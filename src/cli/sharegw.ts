@@ -66,6 +66,14 @@ interface StatusView {
   domains: { name: string; sourceIp: string; guests: { instance: string; tunnel: string; guestIp: string; tunnelState: string; grants: { backend: string; service: string; level: string }[] }[] }[];
   kernel: { byGuest?: Record<string, Record<string, number>> } | null;
   proxy: { listeners: number; flows: unknown[] } | null;
+  manila?: {
+    endpoint: string | null;
+    microversion: string | null;
+    lastSuccess: string | null;
+    lastError: { code: string; message: string; at: string } | null;
+    notifications: { connected: boolean } | null;
+    domains: { domain: string; shareNetwork: string; status: string; frozen: boolean; networkError: boolean; missing: boolean; stale: boolean; shares: number }[];
+  } | null;
 }
 
 function human(s: StatusView): string {
@@ -74,6 +82,15 @@ function human(s: StatusView): string {
   lines.push(sync === null ? 'last sync: never' : `last sync: ${sync.ok ? 'ok' : `FAILED (${sync.error?.message ?? '?'})`} at ${sync.at}`);
   if (s.proxy !== null) {
     lines.push(`proxy: ${s.proxy.listeners} listeners, ${s.proxy.flows.length} flows`);
+  }
+  const m = s.manila;
+  if (m !== undefined && m !== null) {
+    const notif = m.notifications === null ? 'off' : m.notifications.connected ? 'connected' : 'DISCONNECTED';
+    lines.push(`manila: ${m.endpoint ?? 'catalog'} (${m.microversion ?? 'not negotiated'}), last good sync ${m.lastSuccess ?? 'never'}${m.lastError === null ? '' : `, FAILING since ${m.lastError.at}: ${m.lastError.code}: ${m.lastError.message}`}, notifications ${notif}`);
+    for (const d of m.domains) {
+      const flags = [d.frozen ? 'FROZEN (network_change)' : '', d.networkError ? 'NETWORK ERROR (last-known-good)' : '', d.missing ? 'SHARE NETWORK MISSING' : '', d.stale ? 'STALE (fetch failed)' : ''].filter((x) => x !== '');
+      lines.push(`  ${d.domain}: share network ${d.shareNetwork} ${d.status}, ${d.shares} synced shares${flags.length > 0 ? `  ${flags.join(', ')}` : ''}`);
+    }
   }
   lines.push('', 'DOMAIN       GUEST                                  TUNNEL      STATE     GRANTS  DENIED  SPOOFED');
   for (const d of s.domains) {

@@ -5,6 +5,7 @@ import type { ConfigProblem } from '../errors';
 import type { SgwConfig } from '../model/config';
 import { parseYaml } from './yaml-source';
 import { validateConfig } from './validate';
+import { cloudsSearchPath } from './clouds';
 import type { SourceText } from './validate';
 
 /**
@@ -33,7 +34,9 @@ export function loadConfig(file: string): SgwConfig {
       domainSrcs.push(s);
     }
   }
-  const result = validateConfig(daemonSrc, domainSrcs, domainsDir);
+  const cloudsFile = cloudOf(daemonSrc) === null ? null : cloudsSearchPath(process.env, path.dirname(abs)).find((f) => fs.existsSync(f)) ?? null;
+  const clouds = cloudsFile === null ? null : readSource(cloudsFile, problems);
+  const result = validateConfig(daemonSrc, domainSrcs, domainsDir, clouds);
   problems.push(...result.problems);
   if (problems.length > 0 || result.config === null) {
     throw new ConfigError(problems);
@@ -57,4 +60,11 @@ function domainsDirOf(src: SourceText): string {
     return (v as { domainsDir: string }).domainsDir;
   }
   return 'domains.d';
+}
+
+/** `manila.cloud`, read leniently before full validation (whether to look for clouds.yaml). */
+function cloudOf(src: SourceText): string | null {
+  const v = parseYaml(src.file, src.text).value as { manila?: { cloud?: unknown } } | null;
+  const c = v !== null && typeof v === 'object' ? v.manila?.cloud : undefined;
+  return typeof c === 'string' ? c : null;
 }

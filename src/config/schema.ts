@@ -11,6 +11,48 @@ import { z } from 'zod';
 const nonEmpty = z.string().min(1, 'must not be empty');
 const duration = z.union([z.string(), z.number()]);
 
+/** Keystone v3 credentials, or noauth for labs (`X-Auth-Token: user:project`). */
+export const manilaAuthSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('password'),
+    username: nonEmpty,
+    password: nonEmpty,
+    /** Project name to scope the token to (or projectId). */
+    project: nonEmpty.optional(),
+    projectId: nonEmpty.optional(),
+    /** Domain name of the user and the project (default `Default`). */
+    domain: nonEmpty.optional(),
+    userDomain: nonEmpty.optional(),
+    projectDomain: nonEmpty.optional(),
+  }),
+  z.strictObject({ type: z.literal('applicationCredential'), id: nonEmpty, secret: nonEmpty }),
+  z.strictObject({ type: z.literal('noauth'), user: nonEmpty.default('admin'), project: nonEmpty }),
+]);
+
+/** The `manila:` block: where shares, rules and share networks come from. */
+export const manilaSchema = z.strictObject({
+  /** A clouds.yaml entry; the explicit keys below override its values. */
+  cloud: nonEmpty.optional(),
+  authUrl: nonEmpty.optional(),
+  auth: manilaAuthSchema.optional(),
+  /** Overrides the service catalog (`sharev2`); required with noauth. */
+  endpoint: nonEmpty.optional(),
+  interface: z.enum(['public', 'internal', 'admin']).optional(),
+  region: nonEmpty.optional(),
+  /** PEM bundle of the CAs to trust for Keystone and Manila (default: Node's). */
+  caFile: nonEmpty.optional(),
+  /** One HTTP request, connect to last byte. */
+  timeout: duration.optional(),
+  /** Longest time between two full syncs. */
+  interval: duration.optional(),
+  /** Shortest time between two syncs (notifications and requests are coalesced). */
+  minInterval: duration.optional(),
+  /** RabbitMQ URL of Manila's notifications (hints for an early resync). */
+  notifications: nonEmpty.optional(),
+  /** Exchange Manila publishes notifications on: oslo.messaging's control_exchange (default `openstack`). */
+  notificationsExchange: nonEmpty.optional(),
+});
+
 /** The daemon file (`sharegwd.yaml`). */
 export const daemonFileSchema = z.strictObject({
   node: nonEmpty,
@@ -27,6 +69,7 @@ export const daemonFileSchema = z.strictObject({
       keepRulesOnExit: z.boolean().default(true),
     })
     .optional(),
+  manila: manilaSchema.optional(),
   proxy: z
     .strictObject({
       portRange: z.string().optional(),
@@ -106,6 +149,7 @@ export const shareSchema = z.strictObject({
 });
 
 
+export type ManilaFile = z.output<typeof manilaSchema>;
 export type DaemonFile = z.output<typeof daemonFileSchema>;
 export type DomainTop = z.output<typeof domainTopSchema>;
 export type GuestFile = z.output<typeof guestSchema>;

@@ -15,6 +15,15 @@ export interface RunnerOptions {
   minIntervalMs: number;
   maxIntervalMs: number;
   retryMinMs: number;
+  /**
+   * Periodic runs and retries come up to this fraction earlier than due
+   * (0.1: within the last 10 %), so that hosts started together (a fleet
+   * reboot) do not poll a shared API in step. Never later: the max
+   * interval stays a promise. Default 0.
+   */
+  jitter?: number;
+  /** [0, 1) source for the jitter (tests). */
+  random?: () => number;
 }
 
 export interface Clock {
@@ -60,7 +69,12 @@ export class BoundedRunner {
 
   /** Starts the periodic schedule (the first run is the caller's, via runNow). */
   start(): void {
-    this.arm(this.opts.maxIntervalMs);
+    this.arm(this.jittered(this.opts.maxIntervalMs));
+  }
+
+  private jittered(ms: number): number {
+    const j = this.opts.jitter ?? 0;
+    return j <= 0 ? ms : Math.round(ms * (1 - j * (this.opts.random ?? Math.random)()));
   }
 
   /**
@@ -153,9 +167,9 @@ export class BoundedRunner {
       this.arm(Math.max(0, this.lastStart + this.opts.minIntervalMs - this.clock.now()));
     } else if (!ok) {
       const backoff = Math.min(this.opts.maxIntervalMs, this.opts.retryMinMs * 2 ** (this.failures - 1));
-      this.arm(backoff);
+      this.arm(this.jittered(backoff));
     } else {
-      this.arm(this.opts.maxIntervalMs);
+      this.arm(this.jittered(this.opts.maxIntervalMs));
     }
   }
 }

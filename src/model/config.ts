@@ -1,3 +1,4 @@
+import type { Secret } from '../config/secret';
 import type { ConfigProblem } from '../errors';
 import type { Cidr, Ip } from '../util/ip';
 import type { ExportLocation, ShareProto } from './export-location';
@@ -81,6 +82,39 @@ export interface ProxySettings {
   maxConnectionsPerGuest: number;
 }
 
+/** How the control module authenticates to Keystone (or not, in labs). */
+export type ManilaAuth =
+  | {
+      type: 'password';
+      username: string;
+      password: Secret;
+      /** Project scope: by id, or by name within projectDomain. */
+      project: { id: string } | { name: string; domain: string };
+      userDomain: string;
+    }
+  | { type: 'applicationCredential'; id: string; secret: Secret }
+  | { type: 'noauth'; user: string; project: string };
+
+/** The validated `manila:` block, clouds.yaml already merged in. */
+export interface ManilaSettings {
+  /** The clouds.yaml entry used, with the file it came from (status only). */
+  cloud: { name: string; file: string } | null;
+  /** Keystone v3 URL (null with noauth). */
+  authUrl: string | null;
+  auth: ManilaAuth;
+  /** Manila v2 endpoint; null: from the service catalog. */
+  endpoint: string | null;
+  interface: 'public' | 'internal' | 'admin';
+  region: string | null;
+  caFile: string | null;
+  timeoutMs: number;
+  intervalMs: number;
+  minIntervalMs: number;
+  /** AMQP URL (may hold a password). */
+  notifications: Secret | null;
+  notificationsExchange: string;
+}
+
 export interface DaemonConfig {
   file: string;
   node: string;
@@ -93,6 +127,8 @@ export interface DaemonConfig {
   logLevel: string;
   keepRulesOnExit: boolean;
   proxy: ProxySettings;
+  /** Null: shares come from domain files only. */
+  manila: ManilaSettings | null;
 }
 
 /** The whole validated configuration of one host. */

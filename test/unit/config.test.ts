@@ -148,6 +148,7 @@ t.test('the documented daemon file and the shipped acme domain validate cleanly'
     stateDir: '/var/lib/sharegw',
     adminSocket: '/run/sharegw/admin.sock',
     metrics: '127.0.0.1:9610',
+    manila: null,
     syncIntervalMs: 10_000,
     logLevel: 'info',
     keepRulesOnExit: true,
@@ -219,6 +220,9 @@ t.test('the configuration layer emits exactly the codes these tests cover', asyn
     'SGW_ERR_CONFIG_BAD_INTERFACE',
     'SGW_ERR_CONFIG_BAD_IP',
     'SGW_ERR_CONFIG_BAD_PORT_RANGE',
+    // Covered in manila-config.test.ts.
+    'SGW_ERR_CONFIG_BAD_URL',
+    'SGW_ERR_CONFIG_CLOUD',
     'SGW_ERR_CONFIG_DUPLICATE',
     'SGW_ERR_CONFIG_INVALID',
     'SGW_ERR_CONFIG_IO',
@@ -805,6 +809,7 @@ proxy:
       drainTimeoutMs: 120_000,
       maxConnectionsPerGuest: 9,
     },
+    manila: null,
   });
   t.same(r.config?.domains, [], 'no domain files: no domains');
 });

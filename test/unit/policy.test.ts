@@ -404,6 +404,7 @@ const DAEMON: DaemonConfig = {
   file: '/etc/sharegw/sharegwd.yaml',
   node: 'hv-test',
   dataplane: 'proxy',
+  manila: null,
   domainsDir: '/etc/sharegw/domains.d',
   stateDir: '/var/lib/sharegw',
   adminSocket: '/run/sharegw/admin.sock',

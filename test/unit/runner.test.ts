@@ -125,3 +125,22 @@ t.test('stop: no further runs, pending requests resolve', async (t) => {
   await p;
   t.same(runs, [0]);
 });
+
+t.test('jitter: periodic runs come up to the given fraction early, never late', async (t) => {
+  const clock = new FakeClock();
+  const runs: number[] = [];
+  const draws = [0.5, 0.0, 0.999];
+  const runner = new BoundedRunner(
+    () => {
+      runs.push(clock.now());
+      return Promise.resolve(true);
+    },
+    { minIntervalMs: 100, maxIntervalMs: 1000, retryMinMs: 50, jitter: 0.2, random: () => draws.shift() ?? 0 },
+    clock,
+  );
+  await runner.runNow();
+  runner.start();
+  await clock.advance(3000);
+  t.same(runs, [0, 900, 1700, 2700], "each delay is 1000 ms less up to 20 %");
+  await runner.stop();
+});
