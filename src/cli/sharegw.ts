@@ -10,7 +10,7 @@ import type { Explanation } from '../policy/explain';
 import { compileDesired } from '../policy/policy';
 import { parseArgs, DEFAULT_CONFIG } from './args';
 import { checkConfig } from './check';
-import { formatExplanation, formatFlows } from './views';
+import { formatExplanation, formatFlows, formatNative } from './views';
 
 const USAGE = `usage: sharegw COMMAND [options]
 commands:
@@ -66,6 +66,7 @@ interface StatusView {
   domains: { name: string; sourceIp: string; guests: { instance: string; tunnel: string; guestIp: string; tunnelState: string; grants: { backend: string; service: string; level: string }[] }[] }[];
   kernel: { byGuest?: Record<string, Record<string, number>> } | null;
   proxy: { listeners: number; flows: unknown[] } | null;
+  native?: { loaded: boolean; reason: string | null; shims: Record<string, string> };
 }
 
 function human(s: StatusView): string {
@@ -74,6 +75,9 @@ function human(s: StatusView): string {
   lines.push(sync === null ? 'last sync: never' : `last sync: ${sync.ok ? 'ok' : `FAILED (${sync.error?.message ?? '?'})`} at ${sync.at}`);
   if (s.proxy !== null) {
     lines.push(`proxy: ${s.proxy.listeners} listeners, ${s.proxy.flows.length} flows`);
+  }
+  if (s.native !== undefined) {
+    lines.push(formatNative(s.native));
   }
   lines.push('', 'DOMAIN       GUEST                                  TUNNEL      STATE     GRANTS  DENIED  SPOOFED');
   for (const d of s.domains) {
