@@ -301,7 +301,6 @@ class SpliceRelay : public Napi::ObjectWrap<SpliceRelay> {
 
   void Run() {
     const char* reason = "complete";
-    bool hup = false;
     for (;;) {
       if (stop_.load()) {
         reason = "stopped";
@@ -319,12 +318,6 @@ class SpliceRelay : public Napi::ObjectWrap<SpliceRelay> {
         break;
       }
       if (dirs_[0].done && dirs_[1].done) {
-        break;
-      }
-      if (hup && !progress) {
-        // poll(2) reported a hang-up that none of the moves could act on.
-        err_ = EPIPE;
-        reason = "error";
         break;
       }
       pollfd fds[3];
@@ -345,6 +338,15 @@ class SpliceRelay : public Napi::ObjectWrap<SpliceRelay> {
           dst.events |= POLLOUT;
         }
       }
+      // A socket nobody waits on is left out: poll(2) reports POLLHUP and
+      // POLLERR whatever the events, and a half-closed socket whose data
+      // waits for the other side's room would wake it in a loop. Its error
+      // shows at the next splice on it.
+      for (int s = 0; s < 2; s++) {
+        if (fds[s].events == 0) {
+          fds[s].fd = -1;
+        }
+      }
       int n = poll(fds, 3, -1);
       if (n < 0) {
         if (errno == EINTR) {
@@ -355,7 +357,6 @@ class SpliceRelay : public Napi::ObjectWrap<SpliceRelay> {
         reason = "error";
         break;
       }
-      hup = false;
       for (int s = 0; s < 2; s++) {
         if (fds[s].revents & POLLERR) {
           int soerr = 0;
@@ -364,10 +365,6 @@ class SpliceRelay : public Napi::ObjectWrap<SpliceRelay> {
             err_ = soerr;
             side_ = s == 0 ? 'a' : 'b';
           }
-        }
-        if ((fds[s].revents & POLLHUP) && fds[s].events == 0) {
-          hup = true;
-          side_ = s == 0 ? 'a' : 'b';
         }
       }
       if (err_ != 0) {

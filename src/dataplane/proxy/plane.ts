@@ -261,6 +261,7 @@ export class ProxyPlane {
         connectTimeoutMs: this.settings.connectTimeoutMs,
         idleTimeoutMs: this.settings.idleTimeoutMs,
         keepAliveMs: this.settings.keepAliveMs,
+        userTimeoutMs: this.settings.userTimeoutMs,
         ...transformFor(grant),
       },
       this.log,

@@ -2,6 +2,8 @@ import * as net from 'node:net';
 import type { Counters } from '../../observability/counters';
 import type { Logger } from '../../observability/logger';
 import type { Refusal, Relay, StreamTransform } from '../../protocols/relay';
+import { activeSpliceRelay, activeTcpTuning, countFallback, tuneSocket } from '../../native';
+import type { Impl, SpliceEvent, SpliceHandle, SpliceRelayShim, TcpTuning } from '../../native';
 
 /** Settings a relay needs. */
 export interface RelayOptions {
@@ -11,6 +13,12 @@ export interface RelayOptions {
   connectTimeoutMs: number;
   idleTimeoutMs: number;
   keepAliveMs: number;
+  /** TCP_USER_TIMEOUT on both legs (native shim only); 0 leaves the kernel default. */
+  userTimeoutMs: number;
+  /** The zero-copy relay for sessions without a transform; default the addon's, null forces the JavaScript relay. */
+  splice?: SpliceRelayShim | null;
+  /** How dead peers are detected on both legs; default the addon's when loaded, else keepalive only. */
+  tuning?: TcpTuning;
   /** Protocol-aware sessions: every chunk each way goes through it before anything is written. */
   transform?: StreamTransform;
 }
@@ -32,8 +40,13 @@ const BIND_TRIES = 8;
 
 /**
  * One proxied connection: guest socket <-> backend socket.
- * State: the two sockets, bytes moved, and whether it has closed.
- * Backpressure comes from pipe(); half-close is forwarded (allowHalfOpen),
+ * State: the two sockets, bytes moved, and whether it has closed; the
+ * native relay's handle while it owns the sockets, and the bytes it moved.
+ * Without a transform the bytes go through the native splice relay when the
+ * addon is loaded (kernel to kernel, on the addon's thread), else through
+ * pipe(); with a transform, through forward(). Backpressure comes from
+ * pipe()/forward() (or the kernel's socket buffers for splice); half-close
+ * is forwarded (allowHalfOpen, or shutdown(SHUT_WR) by the native relay),
  * any error destroys both legs, and the guest sees a reset when the backend
  * cannot be reached, as it would without a gateway.
  */
@@ -51,6 +64,15 @@ export class Session {
   /** Called with every batch of calls the gateway answered. */
   onAnswered: ((a: { reason: string; detail: string }[]) => void) | null = null;
   private halfCloseTimer: NodeJS.Timeout | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
+  /** The native relay while it owns both sockets. */
+  private spliced: SpliceHandle | null = null;
+  /** Bytes the native relay moved (final once it is done or stopped). */
+  private splicedBytes = { ab: 0, ba: 0 };
+  /** Which relay moves this session's bytes (null until the backend is connected). */
+  relayImpl: Impl | null = null;
+  /** Which dead-peer detection the guest leg got. */
+  tuningImpl: Impl | null = null;
   private onClose: ((s: Session, reason: CloseReason) => void) | null;
 
   constructor(
@@ -70,7 +92,7 @@ export class Session {
     const g = this.guest;
     g.pause();
     g.setNoDelay(true);
-    g.setKeepAlive(true, this.opts.keepAliveMs);
+    this.tuningImpl = tuneSocket(g, this.tcpOptions(), this.counters, this.opts.tuning ?? activeTcpTuning());
     g.on('error', () => this.close('guest-error'));
     g.on('close', () => this.close('done'));
     const guestPort = g.remotePort ?? 0;
@@ -117,22 +139,31 @@ export class Session {
     });
   }
 
+  private tcpOptions(): { userTimeoutMs: number; keepAliveMs: number } {
+    return { userTimeoutMs: this.opts.userTimeoutMs, keepAliveMs: this.opts.keepAliveMs };
+  }
+
+  private armHalfClose(): void {
+    if (this.halfCloseTimer === null && !this.closed) {
+      this.halfCloseTimer = setTimeout(() => this.close('half-closed'), HALF_CLOSE_TIMEOUT_MS);
+      this.halfCloseTimer.unref();
+    }
+  }
+
   private relay(b: net.Socket): void {
     const g = this.guest;
-    b.setKeepAlive(true, this.opts.keepAliveMs);
+    tuneSocket(b, this.tcpOptions(), this.counters, this.opts.tuning ?? activeTcpTuning());
     b.on('close', () => this.close('done'));
+    const tf = this.opts.transform;
+    if (tf === undefined && this.startSplice(g, b)) {
+      return;
+    }
+    this.relayImpl = 'fallback';
     if (this.opts.idleTimeoutMs > 0) {
       g.setTimeout(this.opts.idleTimeoutMs, () => this.close('idle'));
     }
-    const armHalfClose = (): void => {
-      if (this.halfCloseTimer === null && !this.closed) {
-        this.halfCloseTimer = setTimeout(() => this.close('half-closed'), HALF_CLOSE_TIMEOUT_MS);
-        this.halfCloseTimer.unref();
-      }
-    };
-    g.once('end', armHalfClose);
-    b.once('end', armHalfClose);
-    const tf = this.opts.transform;
+    g.once('end', () => this.armHalfClose());
+    b.once('end', () => this.armHalfClose());
     if (tf === undefined) {
       g.pipe(b);
       b.pipe(g);
@@ -141,6 +172,70 @@ export class Session {
       this.forward(b, g, (c) => tf.fromBackend(c));
     }
     g.resume();
+  }
+
+  /**
+   * Hands both sockets to the native splice relay (plain forwarding: no
+   * transform). False when there is no addon, or it refused this session
+   * (counted): the caller relays in JavaScript instead.
+   */
+  private startSplice(g: net.Socket, b: net.Socket): boolean {
+    const shim = this.opts.splice === undefined ? activeSpliceRelay() : this.opts.splice;
+    if (shim === null) {
+      return false;
+    }
+    try {
+      this.spliced = shim.start(g, b, { ab: -1, ba: -1 }, (e) => this.onSplice(e));
+    } catch (err) {
+      countFallback(this.counters, 'spliceRelay', err);
+      this.log.debug({ err: (err as Error).message, backend: this.opts.backend, port: this.opts.port }, 'splice relay refused this session; relaying in JavaScript');
+      return false;
+    }
+    this.relayImpl = 'native';
+    if (this.opts.idleTimeoutMs > 0) {
+      // Node sees no activity on sockets the addon relays: idle means no
+      // byte moved between two ticks (so between 1x and 2x the timeout).
+      let last = -1;
+      this.idleTimer = setInterval(() => {
+        const now = this.splicedTotal();
+        if (now === last) {
+          this.close('idle');
+        }
+        last = now;
+      }, this.opts.idleTimeoutMs);
+      this.idleTimer.unref();
+    }
+    return true;
+  }
+
+  private splicedTotal(): number {
+    const x = this.spliced?.bytes() ?? this.splicedBytes;
+    return x.ab + x.ba;
+  }
+
+  private onSplice(e: SpliceEvent): void {
+    if (e.type === 'eof') {
+      this.armHalfClose();
+      return;
+    }
+    this.splicedBytes = { ab: e.ab, ba: e.ba };
+    this.spliced = null;
+    if (this.closed) {
+      return;
+    }
+    if (e.reason === 'complete') {
+      // Both directions reached EOF and the FINs were forwarded.
+      this.close('done');
+      return;
+    }
+    const code = e.error?.code ?? 'ERR';
+    if (e.error?.side === 'b') {
+      this.counters.inc('sharegw_proxy_backend_errors_total', { code });
+      this.log.debug({ err: code, backend: this.opts.backend, port: this.opts.port }, 'backend leg failed');
+      this.close('backend-error');
+    } else {
+      this.close('guest-error');
+    }
   }
 
   /**
@@ -204,7 +299,8 @@ export class Session {
 
   /** Bytes guest->backend and backend->guest so far. */
   bytes(): { up: number; down: number } {
-    return { up: this.guest.bytesRead, down: this.guest.bytesWritten };
+    const n = this.spliced?.bytes() ?? this.splicedBytes;
+    return { up: this.guest.bytesRead + n.ab, down: this.guest.bytesWritten + n.ba };
   }
 
   /** Closes both legs once; a reset tells the guest at once that it is over. */
@@ -216,8 +312,22 @@ export class Session {
     if (this.halfCloseTimer !== null) {
       clearTimeout(this.halfCloseTimer);
     }
+    if (this.idleTimer !== null) {
+      clearInterval(this.idleTimer);
+    }
     const b = this.backendSock;
-    if (reason === 'done') {
+    const native = this.relayImpl === 'native';
+    if (this.spliced !== null) {
+      // The addon's thread must let go of the fds before they are closed.
+      this.splicedBytes = this.spliced.bytes();
+      this.spliced.stop();
+      this.spliced = null;
+    }
+    if (reason === 'done' && native) {
+      // The native relay already forwarded both FINs and read both EOFs.
+      this.guest.destroy();
+      b?.destroy();
+    } else if (reason === 'done') {
       // Orderly end of one side: let pipe() finish flushing the other.
       this.guest.end();
       b?.end();
