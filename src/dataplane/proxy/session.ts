@@ -112,7 +112,11 @@ export class Session {
     });
     this.backendSock = sock;
     const timer = setTimeout(() => sock.destroy(new Error('connect timeout')), o.connectTimeoutMs);
+    // Remembered: after an error such as ETIMEDOUT the socket no longer
+    // knows its peer (remotePort is undefined).
+    let established = false;
     sock.once('connect', () => {
+      established = true;
       clearTimeout(timer);
       if (this.closed) {
         sock.destroy();
@@ -125,14 +129,14 @@ export class Session {
       if (this.closed) {
         return;
       }
-      if (sock.remotePort === undefined && err.code === 'EADDRINUSE' && privileged && triesLeft > 1) {
+      if (!established && err.code === 'EADDRINUSE' && privileged && triesLeft > 1) {
         // Another guest of this domain uses that port to this backend: pick
         // another privileged one so `secure` exports still accept us.
         const next = PRIV_LOW + Math.floor(Math.random() * (PRIV_HIGH - PRIV_LOW + 1));
         this.connect(next, privileged, triesLeft - 1);
         return;
       }
-      const connected = sock.remotePort !== undefined && sock.bytesRead + sock.bytesWritten > 0;
+      const connected = established && sock.bytesRead + sock.bytesWritten > 0;
       this.counters.inc('sharegw_proxy_backend_errors_total', { code: err.code ?? 'ERR' });
       this.log.debug({ err: err.code, backend: o.backend, port: o.port }, 'backend leg failed');
       this.close(connected ? 'backend-error' : 'connect-failed');
