@@ -167,6 +167,8 @@ export type NativeErrorCode =
   | 'SGW_ERR_NATIVE_NO_FD'
   /** A socket still had bytes buffered in Node when the native relay was to take it over. */
   | 'SGW_ERR_NATIVE_BUFFERED'
+  /** As many native relays run as allowed (each holds a thread and two pipes). */
+  | 'SGW_ERR_NATIVE_LIMIT'
   /** The addon's call failed; the errno name is in `errno`. */
   | 'SGW_ERR_NATIVE_CALL';
 

@@ -186,16 +186,24 @@ function haproxyConfig(base: number): string {
   return `${out.join('\n')}\n`;
 }
 
-function sharegw(plane: 'kernel' | 'proxy', aware = false): GatewayPath {
+/**
+ * sharegwd in the gateway namespace. `aware`: with the NFS and SMB policies
+ * that make the proxy inspect every call. `js`: without the native addon
+ * (SGW_NATIVE=off), so plain flows go through the JavaScript relay instead
+ * of the splice relay (`proxy` uses the addon when it is built).
+ */
+function sharegw(plane: 'kernel' | 'proxy', opts: { aware?: boolean; js?: boolean } = {}): GatewayPath {
   let daemon: LabDaemon | null = null;
+  const aware = opts.aware === true;
+  const js = opts.js === true;
   return {
-    id: aware ? 'proxy-aware' : plane,
-    title: aware ? 'sharegw protocol-aware proxy' : `sharegw ${plane} plane`,
+    id: aware ? 'proxy-aware' : js ? 'proxy-js' : plane,
+    title: aware ? 'sharegw protocol-aware proxy' : js ? 'sharegw proxy plane, JavaScript relay (no addon)' : `sharegw ${plane} plane`,
     async setup() {
       await resetGateway();
       // The production sync interval: the tests' 1 s loop would spend the
       // measured CPU on iptables-save. Room for the 10,000 idle connections.
-      daemon = new LabDaemon({ plane, syncInterval: '10s', domains: benchDomains(aware), extra: 'proxy: { maxConnectionsPerGuest: 30000, drainTimeout: 2s }\n' });
+      daemon = new LabDaemon({ plane, syncInterval: '10s', domains: benchDomains(aware), extra: 'proxy: { maxConnectionsPerGuest: 30000, drainTimeout: 2s }\n', ...(js ? { env: { SGW_NATIVE: 'off' } } : {}) });
       await daemon.start();
     },
     async teardown() {
@@ -221,7 +229,8 @@ export function allPaths(): GatewayPath[] {
     },
     sharegw('kernel'),
     sharegw('proxy'),
-    sharegw('proxy', true),
+    sharegw('proxy', { js: true }),
+    sharegw('proxy', { aware: true }),
     peer('haproxy', 'haproxy tcp, splice', 21000, (work) => {
       const cfg = path.join(work, 'haproxy.cfg');
       fs.writeFileSync(cfg, haproxyConfig(21000));

@@ -365,7 +365,23 @@ export interface SpliceBudget {
  */
 export class SpliceRelayShim {
   readonly impl = 'native' as const;
-  constructor(private readonly b: NativeBinding) {}
+  private active = 0;
+
+  /**
+   * `max`: relays running at once. Each holds a thread and two pipes (five
+   * descriptors beside the two sockets); sessions beyond it relay in
+   * JavaScript (SGW_ERR_NATIVE_LIMIT, counted), so thousands of idle NFS
+   * connections cost neither threads nor descriptors.
+   */
+  constructor(
+    private readonly b: NativeBinding,
+    readonly max = DEFAULT_MAX_SPLICE_RELAYS,
+  ) {}
+
+  /** Relays running now. */
+  running(): number {
+    return this.active;
+  }
 
   /**
    * Takes over the relayed directions of `a` and `b`: Node stops reading the
@@ -375,6 +391,9 @@ export class SpliceRelayShim {
    * are Node's again: close them, or resumeReading() after a budget.
    */
   start(a: net.Socket, b: net.Socket, budget: SpliceBudget, onEvent: (e: SpliceEvent) => void): SpliceHandle {
+    if (this.active >= this.max) {
+      throw new NativeError('SGW_ERR_NATIVE_LIMIT', `${this.max} splice relays run already`);
+    }
     const fa = socketFd(a);
     const fb = socketFd(b);
     for (const s of [a, b]) {
@@ -391,7 +410,24 @@ export class SpliceRelayShim {
     // Not started (throws): Node reads again when the caller resumes the
     // sockets, as pipe() does (libuv's reading flag is false, so Node's
     // _read starts it).
-    const r: RawSpliceRelay = nativeCall('spliceRelay', () => new this.b.SpliceRelay(fa, fb, budget.ab, budget.ba, onEvent));
+    let finished = false;
+    const finish = (): void => {
+      if (!finished) {
+        finished = true;
+        this.active--;
+      }
+    };
+    const r: RawSpliceRelay = nativeCall(
+      'spliceRelay',
+      () =>
+        new this.b.SpliceRelay(fa, fb, budget.ab, budget.ba, (e) => {
+          if (e.type === 'done') {
+            finish();
+          }
+          onEvent(e);
+        }),
+    );
+    this.active++;
     return {
       bytes: () => {
         const [ab, ba] = r.bytes();
@@ -399,13 +435,22 @@ export class SpliceRelayShim {
       },
       stop: () => {
         r.stop();
+        finish();
       },
     };
   }
 }
 
-/** The splice relay when the addon is loaded, else null (use the JavaScript relay). */
+/** Splice relays at once, by default (see SpliceRelayShim). */
+export const DEFAULT_MAX_SPLICE_RELAYS = 512;
+
+let sharedSplice: SpliceRelayShim | null | undefined;
+
+/** The process's splice relay (one limit for all sessions) when the addon is loaded, else null (use the JavaScript relay). */
 export function activeSpliceRelay(): SpliceRelayShim | null {
-  const b = loadNative().binding;
-  return b === null ? null : new SpliceRelayShim(b);
+  if (sharedSplice === undefined) {
+    const b = loadNative().binding;
+    sharedSplice = b === null ? null : new SpliceRelayShim(b);
+  }
+  return sharedSplice;
 }

@@ -206,6 +206,30 @@ t.test('Session falls back to the JavaScript relay, and counts it, when the nati
   t.equal(r.counters.get(NATIVE_FALLBACKS_COUNTER, { shim: 'spliceRelay', code: 'EMFILE' }), 1, 'counted');
 });
 
+t.test('Session relays in JavaScript, and counts it, beyond the splice relay limit; the slot frees when a relay ends', { skip: NATIVE === null ? 'addon not loaded' : false }, async (t) => {
+  if (NATIVE === null) {
+    return;
+  }
+  const shim = new SpliceRelayShim(NATIVE, 1);
+  const first = await rig(t, shim);
+  (await first.backendSide).on('error', () => undefined);
+  const s1 = await first.session;
+  while (s1.relayImpl === null) {
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  t.equal(s1.relayImpl, 'native', 'the first session splices');
+  t.equal(shim.running(), 1);
+  const second = await rig(t, shim);
+  const b2 = await second.backendSide;
+  const got = receive(b2);
+  const sent = await send(second.guest, source('limit', 4 * CHUNK));
+  t.equal((await got).sha, sent, 'the second session still relays, byte-exact');
+  t.equal((await second.session).relayImpl, 'fallback', 'in JavaScript');
+  t.equal(second.counters.get(NATIVE_FALLBACKS_COUNTER, { shim: 'spliceRelay', code: 'SGW_ERR_NATIVE_LIMIT' }), 1, 'counted');
+  s1.close('shutdown');
+  t.equal(shim.running(), 0, 'the slot is free again');
+});
+
 t.test('SpliceRelayShim with a byte budget moves exactly that many bytes, then Node reads the rest', { skip: NATIVE === null ? 'addon not loaded' : false }, async (t) => {
   if (NATIVE === null) {
     return;
