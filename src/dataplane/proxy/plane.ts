@@ -317,6 +317,7 @@ export class ProxyPlane {
         bytesDown: b.down,
         durationMs: Date.now() - s.startedAt,
         reason,
+        ...(s.relayImpl !== null ? { relay: s.relayImpl === 'native' ? 'splice' : 'js' } : {}),
         ...(refusal !== null ? { refusal: refusal.reason } : {}),
         ...(Object.keys(s.answered).length > 0 ? { answered: s.answered } : {}),
       },
