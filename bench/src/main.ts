@@ -64,7 +64,7 @@ function inapplicable(p: string, w: string): string | null {
   if (p === 'routed' && (w === 'cpu-gw' || w === 'mem-idle')) {
     return 'no gateway';
   }
-  if (p === 'proxy-aware' && ['iperf-1', 'iperf-4', 'conn-rate', 'mem-idle'].includes(w)) {
+  if ((p === 'proxy-aware' || p === 'proxy-aware-js') && ['iperf-1', 'iperf-4', 'conn-rate', 'mem-idle'].includes(w)) {
     return 'not RPC or SMB: the protocol-aware proxy refuses it by design';
   }
   if (p === 'socat' && w === 'mem-idle') {

@@ -197,8 +197,8 @@ function sharegw(plane: 'kernel' | 'proxy', opts: { aware?: boolean; js?: boolea
   const aware = opts.aware === true;
   const js = opts.js === true;
   return {
-    id: aware ? 'proxy-aware' : js ? 'proxy-js' : plane,
-    title: aware ? 'sharegw protocol-aware proxy' : js ? 'sharegw proxy plane, JavaScript relay (no addon)' : `sharegw ${plane} plane`,
+    id: aware ? (js ? 'proxy-aware-js' : 'proxy-aware') : js ? 'proxy-js' : plane,
+    title: aware ? (js ? 'sharegw protocol-aware proxy, JavaScript relay (no addon)' : 'sharegw protocol-aware proxy') : js ? 'sharegw proxy plane, JavaScript relay (no addon)' : `sharegw ${plane} plane`,
     async setup() {
       await resetGateway();
       // The production sync interval: the tests' 1 s loop would spend the
@@ -231,6 +231,7 @@ export function allPaths(): GatewayPath[] {
     sharegw('proxy'),
     sharegw('proxy', { js: true }),
     sharegw('proxy', { aware: true }),
+    sharegw('proxy', { aware: true, js: true }),
     peer('haproxy', 'haproxy tcp, splice', 21000, (work) => {
       const cfg = path.join(work, 'haproxy.cfg');
       fs.writeFileSync(cfg, haproxyConfig(21000));

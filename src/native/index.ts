@@ -153,13 +153,21 @@ export function socketFd(sock: net.Socket): number {
   return fd;
 }
 
-/** Stops libuv reading from the socket, so that the native thread alone reads it. */
+/**
+ * Stops libuv reading from the socket, so that the native thread alone reads
+ * it. Node restarts a stopped handle whenever its stream wants more bytes
+ * (read-ahead after a push, `read(0)` after connect) if `reading` is false:
+ * the flag is left true, so Node leaves the handle alone until
+ * resumeReading().
+ */
 function stopReading(sock: net.Socket): void {
   sock.pause();
   const h = handleOf(sock);
-  if (h?.readStop !== undefined && h.reading === true) {
-    h.reading = false;
-    h.readStop();
+  if (h?.readStop !== undefined) {
+    if (h.reading === true) {
+      h.readStop();
+    }
+    h.reading = true;
   }
 }
 
@@ -169,7 +177,7 @@ function stopReading(sock: net.Socket): void {
  */
 export function resumeReading(sock: net.Socket): void {
   const h = handleOf(sock);
-  if (h?.readStart !== undefined && h.reading !== true && !sock.destroyed) {
+  if (h?.readStart !== undefined && !sock.destroyed) {
     h.reading = true;
     h.readStart();
   }
@@ -385,9 +393,11 @@ export class SpliceRelayShim {
 
   /**
    * Takes over the relayed directions of `a` and `b`: Node stops reading the
-   * source sockets, the addon's thread moves the bytes. Both sockets must be
-   * connected with nothing buffered in Node (SGW_ERR_NATIVE_BUFFERED), else
-   * nothing is changed and it throws. After 'done' (or stop()) the sockets
+   * source sockets, the addon's thread moves the bytes. For each relayed
+   * direction nothing may wait in Node, neither read from the source nor
+   * written to the destination (SGW_ERR_NATIVE_BUFFERED); else nothing is
+   * changed and it throws. Node may go on writing to a source socket (the
+   * other direction) meanwhile, never to a destination. After 'done' (or stop()) the sockets
    * are Node's again: close them, or resumeReading() after a budget.
    */
   start(a: net.Socket, b: net.Socket, budget: SpliceBudget, onEvent: (e: SpliceEvent) => void): SpliceHandle {
@@ -396,20 +406,27 @@ export class SpliceRelayShim {
     }
     const fa = socketFd(a);
     const fb = socketFd(b);
-    for (const s of [a, b]) {
-      if (s.readableLength > 0 || s.writableLength > 0 || s.connecting) {
+    // Per relayed direction: nothing of the source waits in Node's read
+    // buffer, nothing of Node's writes waits for the destination.
+    const dirs: [net.Socket, net.Socket, number][] = [
+      [a, b, budget.ab],
+      [b, a, budget.ba],
+    ];
+    for (const [src, dst, n] of dirs) {
+      if (n !== 0 && (src.readableLength > 0 || dst.writableLength > 0 || src.connecting || dst.connecting)) {
         throw new NativeError('SGW_ERR_NATIVE_BUFFERED', 'socket has bytes buffered in Node or is not connected yet');
       }
     }
-    if (budget.ab !== 0) {
-      stopReading(a);
+    const stopped: { s: net.Socket; reading: boolean; paused: boolean }[] = [];
+    for (const [s, n] of [
+      [a, budget.ab],
+      [b, budget.ba],
+    ] as const) {
+      if (n !== 0) {
+        stopped.push({ s, reading: handleOf(s)?.reading === true, paused: s.isPaused() });
+        stopReading(s);
+      }
     }
-    if (budget.ba !== 0) {
-      stopReading(b);
-    }
-    // Not started (throws): Node reads again when the caller resumes the
-    // sockets, as pipe() does (libuv's reading flag is false, so Node's
-    // _read starts it).
     let finished = false;
     const finish = (): void => {
       if (!finished) {
@@ -417,16 +434,34 @@ export class SpliceRelayShim {
         this.active--;
       }
     };
-    const r: RawSpliceRelay = nativeCall(
-      'spliceRelay',
-      () =>
-        new this.b.SpliceRelay(fa, fb, budget.ab, budget.ba, (e) => {
-          if (e.type === 'done') {
-            finish();
-          }
-          onEvent(e);
-        }),
-    );
+    let r: RawSpliceRelay;
+    try {
+      r = nativeCall(
+        'spliceRelay',
+        () =>
+          new this.b.SpliceRelay(fa, fb, budget.ab, budget.ba, (e) => {
+            if (e.type === 'done') {
+              finish();
+            }
+            onEvent(e);
+          }),
+      );
+    } catch (err) {
+      // Not started: each socket reads (or not) as it did before.
+      for (const x of stopped) {
+        const h = handleOf(x.s);
+        if (h !== null) {
+          h.reading = x.reading;
+        }
+        if (x.reading && h?.readStart !== undefined && !x.s.destroyed) {
+          h.readStart();
+        }
+        if (!x.paused) {
+          x.s.resume();
+        }
+      }
+      throw err;
+    }
     this.active++;
     return {
       bytes: () => {

@@ -15,7 +15,7 @@
 import { ProtocolError } from '../errors';
 import { judgeCall } from './nfs-policy';
 import type { NfsPolicy } from './nfs-policy';
-import type { Refusal, Relay, StreamTransform } from './relay';
+import type { Direction, Refusal, Relay, StreamTransform } from './relay';
 import { decodeCall, LAST_FRAGMENT, RPC_HEAD_MAX, RPC_MAX_FRAGMENT } from './rpc';
 
 
@@ -147,6 +147,41 @@ export class RpcStream implements StreamTransform {
         if (r !== null) {
           return r;
         }
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Calls: the rest of the current fragment of a call that was decided and
+   * forwarded (not answered, not being decided). Replies: the rest of the
+   * current fragment (replies are only framed).
+   */
+  passThrough(dir: Direction): number {
+    if (this.failed !== null) {
+      return 0;
+    }
+    if (dir === 'fromGuest') {
+      return !this.deciding && !this.dropping && this.up.remaining > 0 ? this.up.remaining : 0;
+    }
+    return this.down.remaining > 0 ? this.down.remaining : 0;
+  }
+
+  /** Counts `n` unseen bytes as payload; at a reply boundary, the held replies are due. */
+  passed(dir: Direction, n: number): Relay {
+    const out: Relay = { toBackend: [], toGuest: [] };
+    const m = dir === 'fromGuest' ? this.up : this.down;
+    if (n <= 0 || n > m.remaining) {
+      return this.fail(out, new ProtocolError('SGW_ERR_PROTO_FRAMING', `${n} bytes passed unseen, ${m.remaining} were allowed`));
+    }
+    m.remaining -= n;
+    if (m.remaining === 0) {
+      if (dir === 'fromGuest') {
+        return this.finishFragment(out) ?? out;
+      }
+      m.remaining = -1;
+      if (m.atRecordBoundary && this.inject.length > 0) {
+        out.toGuest.push(...this.inject.splice(0));
       }
     }
     return out;

@@ -1,8 +1,9 @@
 import * as net from 'node:net';
 import type { Counters } from '../../observability/counters';
 import type { Logger } from '../../observability/logger';
-import type { Refusal, Relay, StreamTransform } from '../../protocols/relay';
-import { activeSpliceRelay, activeTcpTuning, countFallback, tuneSocket } from '../../native';
+import type { Direction, Refusal, Relay, StreamTransform } from '../../protocols/relay';
+import { NativeError } from '../../errors';
+import { activeSpliceRelay, activeTcpTuning, countFallback, resumeReading, tuneSocket } from '../../native';
 import type { Impl, SpliceEvent, SpliceHandle, SpliceRelayShim, TcpTuning } from '../../native';
 
 /** Settings a relay needs. */
@@ -33,6 +34,12 @@ export type CloseReason = 'done' | 'guest-error' | 'backend-error' | 'connect-fa
  * side after a client's FIN, and a relay must not keep such flows forever.
  */
 export const HALF_CLOSE_TIMEOUT_MS = 60_000;
+
+/**
+ * The smallest payload a protocol-aware session hands to the splice relay:
+ * below it, a thread and two pipes per record cost more than the copy.
+ */
+export const SPLICE_MIN_BYTES = 64 * 1024;
 
 const PRIV_LOW = 600;
 const PRIV_HIGH = 1023;
@@ -67,8 +74,12 @@ export class Session {
   private idleTimer: NodeJS.Timeout | null = null;
   /** The native relay while it owns both sockets. */
   private spliced: SpliceHandle | null = null;
-  /** Bytes the native relay moved (final once it is done or stopped). */
+  /** Bytes the native relays moved and are done with. */
   private splicedBytes = { ab: 0, ba: 0 };
+  /** Protocol-aware sessions: the relay moving one payload, per direction. */
+  private readonly payload: Record<Direction, SpliceHandle | null> = { fromGuest: null, fromBackend: null };
+  /** Payloads a protocol-aware session moved with the splice relay. */
+  splicedPayloads = 0;
   /** Which relay moves this session's bytes (null until the backend is connected). */
   relayImpl: Impl | null = null;
   /** Which dead-peer detection the guest leg got. */
@@ -172,8 +183,8 @@ export class Session {
       g.pipe(b);
       b.pipe(g);
     } else {
-      this.forward(g, b, (c) => tf.fromGuest(c));
-      this.forward(b, g, (c) => tf.fromBackend(c));
+      this.forward(g, b, 'fromGuest', (c) => tf.fromGuest(c));
+      this.forward(b, g, 'fromBackend', (c) => tf.fromBackend(c));
     }
     g.resume();
   }
@@ -183,8 +194,12 @@ export class Session {
    * transform). False when there is no addon, or it refused this session
    * (counted): the caller relays in JavaScript instead.
    */
+  private spliceShim(): SpliceRelayShim | null {
+    return this.opts.splice === undefined ? activeSpliceRelay() : this.opts.splice;
+  }
+
   private startSplice(g: net.Socket, b: net.Socket): boolean {
-    const shim = this.opts.splice === undefined ? activeSpliceRelay() : this.opts.splice;
+    const shim = this.spliceShim();
     if (shim === null) {
       return false;
     }
@@ -215,6 +230,71 @@ export class Session {
   private splicedTotal(): number {
     const x = this.spliced?.bytes() ?? this.splicedBytes;
     return x.ab + x.ba;
+  }
+
+  /**
+   * Protocol-aware sessions: when the transform lets the next `n` bytes of
+   * `dir` pass unseen (the rest of a checked record) and nothing waits in
+   * Node either way, the splice relay moves exactly those bytes, and `from`
+   * goes back to Node at the next header.
+   */
+  private maybeSplicePayload(from: net.Socket, to: net.Socket, dir: Direction): void {
+    const tf = this.opts.transform;
+    if (tf?.passThrough === undefined || this.closed || this.payload[dir] !== null || from.readableLength > 0 || to.writableLength > 0) {
+      return;
+    }
+    const n = tf.passThrough(dir);
+    const shim = n >= SPLICE_MIN_BYTES ? this.spliceShim() : null;
+    if (shim === null) {
+      return;
+    }
+    try {
+      this.payload[dir] = shim.start(from, to, { ab: n, ba: 0 }, (e) => {
+        if (e.type === 'done') {
+          this.payloadDone(from, dir, e);
+        }
+      });
+      this.splicedPayloads++;
+    } catch (err) {
+      if (!(err instanceof NativeError && err.code === 'SGW_ERR_NATIVE_BUFFERED')) {
+        countFallback(this.counters, 'spliceRelay', err);
+      }
+    }
+  }
+
+  private payloadDone(from: net.Socket, dir: Direction, e: Extract<SpliceEvent, { type: 'done' }>): void {
+    const tf = this.opts.transform;
+    if (this.closed || tf?.passed === undefined) {
+      // close() counted this relay's bytes when it stopped it.
+      return;
+    }
+    this.payload[dir] = null;
+    this.splicedBytes[dir === 'fromGuest' ? 'ab' : 'ba'] += e.ab;
+    if (e.reason === 'error') {
+      // Side a is `from`.
+      const guestSide = (e.error?.side === 'a') === (dir === 'fromGuest');
+      if (!guestSide) {
+        this.counters.inc('sharegw_proxy_backend_errors_total', { code: e.error?.code ?? 'ERR' });
+      }
+      this.close(guestSide ? 'guest-error' : 'backend-error');
+      return;
+    }
+    if (e.ab > 0) {
+      const r = tf.passed(dir, e.ab);
+      if (r.refusal !== undefined) {
+        this.refusal = r.refusal;
+        this.close('refused');
+        return;
+      }
+      for (const x of r.toGuest) {
+        this.guest.write(x);
+      }
+      for (const x of r.toBackend) {
+        this.backendSock?.write(x);
+      }
+    }
+    // A source that ended early shows its EOF to Node again ('end').
+    resumeReading(from);
   }
 
   private onSplice(e: SpliceEvent): void {
@@ -248,7 +328,7 @@ export class Session {
    * and half-close forwarding. A refusal ends the session before anything of
    * that chunk is written.
    */
-  private forward(from: net.Socket, to: net.Socket, step: (chunk: Buffer) => Relay): void {
+  private forward(from: net.Socket, to: net.Socket, dir: Direction, step: (chunk: Buffer) => Relay): void {
     // `to` is where this direction's bytes go; it gets the FIN when `from` ends.
     const g = this.guest;
     from.on('data', (chunk: Buffer) => {
@@ -292,6 +372,8 @@ export class Session {
             }
           });
         }
+      } else {
+        this.maybeSplicePayload(from, to, dir);
       }
     });
     from.once('end', () => {
@@ -303,7 +385,9 @@ export class Session {
 
   /** Bytes guest->backend and backend->guest so far. */
   bytes(): { up: number; down: number } {
-    const n = this.spliced?.bytes() ?? this.splicedBytes;
+    const n = this.spliced?.bytes() ?? { ...this.splicedBytes };
+    n.ab += this.payload.fromGuest?.bytes().ab ?? 0;
+    n.ba += this.payload.fromBackend?.bytes().ab ?? 0;
     return { up: this.guest.bytesRead + n.ab, down: this.guest.bytesWritten + n.ba };
   }
 
@@ -326,6 +410,14 @@ export class Session {
       this.splicedBytes = this.spliced.bytes();
       this.spliced.stop();
       this.spliced = null;
+    }
+    for (const dir of ['fromGuest', 'fromBackend'] as const) {
+      const h = this.payload[dir];
+      if (h !== null) {
+        this.splicedBytes[dir === 'fromGuest' ? 'ab' : 'ba'] += h.bytes().ab;
+        h.stop();
+        this.payload[dir] = null;
+      }
     }
     if (reason === 'done' && native) {
       // The native relay already forwarded both FINs and read both EOFs.
