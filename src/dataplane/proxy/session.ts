@@ -51,7 +51,9 @@ const BIND_TRIES = 8;
  * native relay's handle while it owns the sockets, and the bytes it moved.
  * Without a transform the bytes go through the native splice relay when the
  * addon is loaded (kernel to kernel, on the addon's thread), else through
- * pipe(); with a transform, through forward(). Backpressure comes from
+ * pipe(); with a transform, through forward(), except payloads the
+ * transform lets pass unseen, which a one-direction relay moves (per
+ * direction, `payload`). Backpressure comes from
  * pipe()/forward() (or the kernel's socket buffers for splice); half-close
  * is forwarded (allowHalfOpen, or shutdown(SHUT_WR) by the native relay),
  * any error destroys both legs, and the guest sees a reset when the backend
