@@ -171,8 +171,9 @@ export class RpcStream implements StreamTransform {
   passed(dir: Direction, n: number): Relay {
     const out: Relay = { toBackend: [], toGuest: [] };
     const m = dir === 'fromGuest' ? this.up : this.down;
-    if (n <= 0 || n > m.remaining) {
-      return this.fail(out, new ProtocolError('SGW_ERR_PROTO_FRAMING', `${n} bytes passed unseen, ${m.remaining} were allowed`));
+    const allowed = this.passThrough(dir);
+    if (n <= 0 || n > allowed) {
+      return this.fail(out, new ProtocolError('SGW_ERR_PROTO_FRAMING', `${n} bytes passed unseen, ${allowed} were allowed`));
     }
     m.remaining -= n;
     if (m.remaining === 0) {

@@ -188,3 +188,56 @@ for (const impl of impls) {
     });
   }
 }
+
+t.test('RpcStream.passThrough()/passed(): skipping what it allows forwards the same bytes as seeing them, at every split', async (t) => {
+  // Calls (one answered under the read-only policy) and replies, as the
+  // two byte streams of a session.
+  const calls = [call(1, NULL_PROC, 300_000), call(2, WRITE_PROC, 200_000), call(3, NULL_PROC, 100), call(4, NULL_PROC, 150_000)];
+  const replies = [reply(1, 250_000), reply(3, 10), reply(4, 70_000)];
+  const up = Buffer.concat(calls);
+  const down = Buffer.concat(replies);
+  /** Feeds a direction in `step`-byte chunks; with `skip`, lets through unseen what passThrough() allows after each chunk. */
+  const run = (step: number, skip: boolean): { toBackend: Buffer; toGuest: Buffer; skipped: number } => {
+    const st = new RpcStream(READ_ONLY);
+    const toBackend: Buffer[] = [];
+    const toGuest: Buffer[] = [];
+    let skipped = 0;
+    const feed = (dir: 'fromGuest' | 'fromBackend', bytes: Buffer): void => {
+      for (let off = 0; off < bytes.length; ) {
+        const chunk = bytes.subarray(off, off + step);
+        off += chunk.length;
+        const r = dir === 'fromGuest' ? st.fromGuest(chunk) : st.fromBackend(chunk);
+        toBackend.push(...r.toBackend);
+        toGuest.push(...r.toGuest);
+        const n = skip ? Math.min(st.passThrough(dir), bytes.length - off) : 0;
+        if (n > 0) {
+          // The splice relay would move these bytes to the other side as they are.
+          (dir === 'fromGuest' ? toBackend : toGuest).push(bytes.subarray(off, off + n));
+          off += n;
+          skipped += n;
+          const p = st.passed(dir, n);
+          t.equal(p.refusal, undefined);
+          toBackend.push(...p.toBackend);
+          toGuest.push(...p.toGuest);
+        }
+      }
+    };
+    feed('fromGuest', up);
+    feed('fromBackend', down);
+    return { toBackend: Buffer.concat(toBackend), toGuest: Buffer.concat(toGuest), skipped };
+  };
+  const seen = run(up.length + down.length, false);
+  t.equal(seen.skipped, 0);
+  for (const step of [1, 7, 4096, 65536, 300_123]) {
+    const r = run(step, true);
+    t.ok(r.toBackend.equals(seen.toBackend), `step ${step}: the backend gets the same bytes`);
+    t.ok(r.toGuest.equals(seen.toGuest), `step ${step}: the guest gets the same bytes (the ROFS answer at a reply boundary)`);
+    if (step > 1) {
+      t.ok(r.skipped > 0, `step ${step}: ${r.skipped} bytes passed unseen`);
+    }
+  }
+  const st = new RpcStream(READ_ONLY);
+  st.fromGuest(calls[0]?.subarray(0, 100) ?? Buffer.alloc(0));
+  t.equal(st.passThrough('fromGuest'), 0, 'nothing passes while the head is being decided');
+  t.match(st.passed('fromGuest', 10).refusal, { code: 'SGW_ERR_PROTO_FRAMING' }, 'passing more than allowed is a framing error');
+});
