@@ -29,6 +29,18 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': ['error', { paths: [{ name: 'node:child_process', message: 'only dataplane/kernel/{restore,conntrack}.ts, tunnels/host.ts and daemon/notify.ts (systemd-notify) run host commands' }] }] },
   },
   {
+    // Native code is loaded, and sockets' file descriptors reached, in src/native/ only (ADR 0010).
+    files: ['src/**/*.ts'],
+    ignores: ['src/native/**/*.ts', 'src/cli/sharegwd.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        { selector: "CallExpression[callee.name='require']", message: 'only src/native/ loads modules at run time (native code: ADR 0010)' },
+        { selector: "MemberExpression[property.name='_handle']", message: "only src/native/ reaches a socket's handle (ADR 0010)" },
+      ],
+    },
+  },
+  {
     files: ['src/model/**/*.ts', 'src/policy/**/*.ts', 'src/control/manila/sync.ts', 'src/control/manila/schemas.ts', 'src/config/validate.ts', 'src/config/clouds.ts', 'src/config/schema.ts', 'src/config/yaml-source.ts', 'src/dataplane/kernel/render.ts', 'src/dataplane/kernel/chains.ts', 'src/dataplane/kernel/save-parse.ts', 'src/util/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', pureImports] },
   },

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command (README, .ci/run): lint, typecheck/build, unit tests, and
+# The test command (README, .ci/run): lint, typecheck/build, unit tests (with
+# the native addon, then again with SGW_NATIVE=off), and
 # integration tests against the real lab (root only: namespaces, iptables,
 # nfs-ganesha, samba, libnfs and smbclient guests). Ends with "N passed, N failed".
 #   scripts/test.sh [all|unit|integration]
@@ -30,6 +31,12 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
   npx tap --reporter=tap --jobs=2 --timeout=120 dist/test/unit > "$out/unit.tap" 2>&1
   grep -E '^(not ok|ok) |^# \{' "$out/unit.tap" || true
   files+=("$out/unit.tap")
+  # The same unit suite with every native shim on its TypeScript fallback, as
+  # on a host where the addon did not build (docs/adr/0010-native-shims.md).
+  echo "== unit tests without the addon (SGW_NATIVE=off)"
+  SGW_NATIVE=off npx tap --reporter=tap --jobs=2 --timeout=120 dist/test/unit > "$out/unit-fallback.tap" 2>&1
+  grep -E '^(not ok|ok) |^# \{' "$out/unit-fallback.tap" || true
+  files+=("$out/unit-fallback.tap")
 fi
 if [ "$what" = all ] || [ "$what" = integration ]; then
   if [ "$(id -u)" != 0 ]; then

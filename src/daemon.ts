@@ -14,6 +14,7 @@ import { MetricsServer } from './observability/metrics';
 import type { Health, MetricsSnapshot } from './observability/metrics';
 import { configDigest, STATE_VERSION, StateStore } from './control/store';
 import { createNotifier, watchdogIntervalMs } from './daemon/notify';
+import { logNativeOnce, nativeStatus } from './native';
 import type { Notifier } from './daemon/notify';
 import { deleteFlows, getFlow, listFlows } from './dataplane/kernel/conntrack';
 import type { KernelFlow } from './dataplane/kernel/conntrack';
@@ -132,6 +133,7 @@ export class Daemon {
           });
     this.proxy = new ProxyPlane(config.daemon.proxy, log, counters);
     this.store = new StateStore(config.daemon.stateDir, config.daemon.node, { log });
+    logNativeOnce(log);
     this.notifier = createNotifier(process.env, log, { counters });
     this.runner = new BoundedRunner(() => this.doSync(), {
       minIntervalMs: MIN_SYNC_INTERVAL_MS,
@@ -724,6 +726,7 @@ export class Daemon {
       state: { dir: this.config.daemon.stateDir, lastSave: this.lastStateSave, restored: this.restored },
       notify: this.notifier.kind,
       manila: this.manila?.status() ?? null,
+      native: nativeStatus(),
       domains: this.effective.domains.map((d) => ({
         name: d.name,
         project: d.project,

@@ -195,3 +195,29 @@ export class ManilaError extends SgwError {
     this.requestId = details.requestId ?? null;
   }
 }
+
+/** Stable codes of NativeError. */
+export type NativeErrorCode =
+  /** A socket has no file descriptor to hand to the addon (not connected, already closed, not TCP). */
+  | 'SGW_ERR_NATIVE_NO_FD'
+  /** A socket still had bytes buffered in Node when the native relay was to take it over. */
+  | 'SGW_ERR_NATIVE_BUFFERED'
+  /** As many native relays run as allowed (each holds a thread and two pipes). */
+  | 'SGW_ERR_NATIVE_LIMIT'
+  /** The addon's call failed; the errno name is in `errno`. */
+  | 'SGW_ERR_NATIVE_CALL';
+
+/**
+ * A native shim could not do its job for one connection or message. The
+ * caller falls back to the TypeScript implementation for that one use and
+ * counts it in sharegw_native_fallbacks_total{shim,code}.
+ */
+export class NativeError extends SgwError {
+  declare readonly code: NativeErrorCode;
+  /** The errno name (ENOENT, ETIMEDOUT, ...) when a system call failed. */
+  readonly errno: string | null;
+  constructor(code: NativeErrorCode, message: string, options: { cause?: unknown; errno?: string } = {}) {
+    super(code, message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.errno = options.errno ?? null;
+  }
+}

@@ -64,7 +64,7 @@ function inapplicable(p: string, w: string): string | null {
   if (p === 'routed' && (w === 'cpu-gw' || w === 'mem-idle')) {
     return 'no gateway';
   }
-  if ((p === 'proxy-aware' || p === 'proxy-idmap') && ['iperf-1', 'iperf-4', 'conn-rate', 'mem-idle'].includes(w)) {
+  if (['proxy-aware', 'proxy-aware-js', 'proxy-idmap'].includes(p) && ['iperf-1', 'iperf-4', 'conn-rate', 'mem-idle'].includes(w)) {
     return 'not RPC or SMB: the protocol-aware proxy refuses it by design';
   }
   if (p === 'proxy-idmap' && w.startsWith('smb-')) {

@@ -190,16 +190,34 @@ function haproxyConfig(base: number): string {
   return `${out.join('\n')}\n`;
 }
 
-function sharegw(plane: 'kernel' | 'proxy', aware: Aware = false): GatewayPath {
+/**
+ * sharegwd in the gateway namespace. `aware`: with the NFS and SMB policies
+ * that make the proxy inspect every call; `idmap`: those and an NFS id offset
+ * map (replies held, mapped, re-framed). `js`: without the native addon
+ * (SGW_NATIVE=off), so plain flows go through the JavaScript relay instead
+ * of the splice relay (`proxy` uses the addon when it is built).
+ */
+function sharegw(plane: 'kernel' | 'proxy', opts: { aware?: boolean; idmap?: boolean; js?: boolean } = {}): GatewayPath {
   let daemon: LabDaemon | null = null;
+  const aware: Aware = opts.idmap === true ? 'idmap' : opts.aware === true ? 'aware' : false;
+  const js = opts.js === true;
   return {
-    id: aware === 'aware' ? 'proxy-aware' : aware === 'idmap' ? 'proxy-idmap' : plane,
-    title: aware === 'aware' ? 'sharegw protocol-aware proxy' : aware === 'idmap' ? 'sharegw protocol-aware proxy with an id map' : `sharegw ${plane} plane`,
+    id: aware === 'idmap' ? 'proxy-idmap' : aware === 'aware' ? (js ? 'proxy-aware-js' : 'proxy-aware') : js ? 'proxy-js' : plane,
+    title:
+      aware === 'idmap'
+        ? 'sharegw protocol-aware proxy with an id map'
+        : aware === 'aware'
+          ? js
+            ? 'sharegw protocol-aware proxy, JavaScript relay (no addon)'
+            : 'sharegw protocol-aware proxy'
+          : js
+            ? 'sharegw proxy plane, JavaScript relay (no addon)'
+            : `sharegw ${plane} plane`,
     async setup() {
       await resetGateway();
       // The production sync interval: the tests' 1 s loop would spend the
       // measured CPU on iptables-save. Room for the 10,000 idle connections.
-      daemon = new LabDaemon({ plane, syncInterval: '10s', domains: benchDomains(aware), extra: 'proxy: { maxConnectionsPerGuest: 30000, drainTimeout: 2s }\n' });
+      daemon = new LabDaemon({ plane, syncInterval: '10s', domains: benchDomains(aware), extra: 'proxy: { maxConnectionsPerGuest: 30000, drainTimeout: 2s }\n', ...(js ? { env: { SGW_NATIVE: 'off' } } : {}) });
       await daemon.start();
     },
     async teardown() {
@@ -225,8 +243,10 @@ export function allPaths(): GatewayPath[] {
     },
     sharegw('kernel'),
     sharegw('proxy'),
-    sharegw('proxy', 'aware'),
-    sharegw('proxy', 'idmap'),
+    sharegw('proxy', { js: true }),
+    sharegw('proxy', { aware: true }),
+    sharegw('proxy', { aware: true, js: true }),
+    sharegw('proxy', { idmap: true }),
     peer('haproxy', 'haproxy tcp, splice', 21000, (work) => {
       const cfg = path.join(work, 'haproxy.cfg');
       fs.writeFileSync(cfg, haproxyConfig(21000));

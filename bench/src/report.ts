@@ -114,6 +114,7 @@ export const TARGETS: readonly { target: string; path: string; against: string; 
   { target: 'proxy >= 1.0x haproxy splice', path: 'proxy', against: 'haproxy', goal: 1.0 },
   { target: 'protocol-aware proxy >= 0.9x plain proxy', path: 'proxy-aware', against: 'proxy', goal: 0.9 },
   { target: 'protocol-aware proxy with an id map >= 0.9x plain proxy', path: 'proxy-idmap', against: 'proxy', goal: 0.9 },
+  { target: 'proxy (splice relay) >= 1.0x proxy (JavaScript relay)', path: 'proxy', against: 'proxy-js', goal: 1.0 },
 ];
 
 export function checkTargets(results: readonly WorkloadResult[]): TargetCheck[] {

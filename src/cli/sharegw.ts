@@ -10,7 +10,7 @@ import type { Explanation } from '../policy/explain';
 import { compileDesired } from '../policy/policy';
 import { parseArgs, DEFAULT_CONFIG } from './args';
 import { checkConfig } from './check';
-import { formatExplanation, formatFlows } from './views';
+import { formatExplanation, formatFlows, formatNative } from './views';
 
 const USAGE = `usage: sharegw COMMAND [options]
 commands:
@@ -74,6 +74,7 @@ interface StatusView {
     notifications: { connected: boolean } | null;
     domains: { domain: string; shareNetwork: string; status: string; frozen: boolean; networkError: boolean; missing: boolean; stale: boolean; shares: number }[];
   } | null;
+  native?: { loaded: boolean; reason: string | null; shims: Record<string, string> };
 }
 
 function human(s: StatusView): string {
@@ -91,6 +92,9 @@ function human(s: StatusView): string {
       const flags = [d.frozen ? 'FROZEN (network_change)' : '', d.networkError ? 'NETWORK ERROR (last-known-good)' : '', d.missing ? 'SHARE NETWORK MISSING' : '', d.stale ? 'STALE (fetch failed)' : ''].filter((x) => x !== '');
       lines.push(`  ${d.domain}: share network ${d.shareNetwork} ${d.status}, ${d.shares} synced shares${flags.length > 0 ? `  ${flags.join(', ')}` : ''}`);
     }
+  }
+  if (s.native !== undefined) {
+    lines.push(formatNative(s.native));
   }
   lines.push('', 'DOMAIN       GUEST                                  TUNNEL      STATE     GRANTS  DENIED  SPOOFED');
   for (const d of s.domains) {

@@ -76,3 +76,11 @@ export function formatFlows(r: FlowsResult): string {
 export function formatExplanation(e: Explanation): string {
   return e.lines.join('\n');
 }
+
+/** The `native:` line of `sharegw status`: which implementation each shim uses. */
+export function formatNative(n: { loaded: boolean; reason: string | null; shims: Record<string, string> }): string {
+  const shims = Object.entries(n.shims)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+  return n.loaded ? `native: ${shims}` : `native: ${shims} (${n.reason ?? 'addon not loaded'})`;
+}

@@ -76,6 +76,7 @@ export const daemonFileSchema = z.strictObject({
       connectTimeout: duration.optional(),
       idleTimeout: duration.optional(),
       keepAlive: duration.optional(),
+      userTimeout: duration.optional(),
       drainTimeout: duration.optional(),
       maxConnectionsPerGuest: z.number().int().min(1).max(65535).optional(),
     })

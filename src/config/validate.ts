@@ -181,6 +181,7 @@ function checkDaemon(src: YamlSource, out: ConfigProblem[], clouds: SourceText |
       connectTimeoutMs: dur(f.proxy?.connectTimeout, ['proxy', 'connectTimeout'], 5_000, 1),
       idleTimeoutMs: dur(f.proxy?.idleTimeout, ['proxy', 'idleTimeout'], 3_600_000),
       keepAliveMs: dur(f.proxy?.keepAlive, ['proxy', 'keepAlive'], 30_000, 1000),
+      userTimeoutMs: dur(f.proxy?.userTimeout, ['proxy', 'userTimeout'], 20_000),
       drainTimeoutMs: dur(f.proxy?.drainTimeout, ['proxy', 'drainTimeout'], 10_000),
       maxConnectionsPerGuest: f.proxy?.maxConnectionsPerGuest ?? 256,
     },

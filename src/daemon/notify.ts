@@ -3,15 +3,19 @@ import { NotifyError } from '../errors';
 import type { NotifyErrorCode } from '../errors';
 import type { Counters } from '../observability/counters';
 import type { Logger } from '../observability/logger';
+import { countFallback, nativeNotifyTransport } from '../native';
+import type { NotifyTransport } from '../native';
 
 /**
  * systemd readiness, reload, stop and watchdog notifications (sd_notify(3)).
  *
  * The protocol is one AF_UNIX datagram of `KEY=VALUE` lines to
- * $NOTIFY_SOCKET. Node cannot send unix datagrams, so until the native shim
- * exists every message is one run of `systemd-notify`. Messages are sent
- * one at a time in call order: RELOADING=1 must reach systemd before the
- * READY=1 that ends the reload.
+ * $NOTIFY_SOCKET. Node cannot send unix datagrams: the native shim
+ * (src/native, `sd_notify`) sends it when the addon is loaded; otherwise,
+ * and for any message the shim fails to send (counted in
+ * sharegw_native_fallbacks_total{shim="sdNotify"}), one run of
+ * `systemd-notify` does. Messages are sent one at a time in call order:
+ * RELOADING=1 must reach systemd before the READY=1 that ends the reload.
  *
  * Failures (binary missing, non-zero exit, timeout) are logged once per
  * error code, counted, and never thrown: the daemon's work must not stop
@@ -21,8 +25,12 @@ import type { Logger } from '../observability/logger';
 
 /** What the daemon tells its service manager. Every method resolves, never rejects. */
 export interface Notifier {
-  /** `none`: not started by systemd with Type=notify (no NOTIFY_SOCKET); every method is a no-op. */
-  readonly kind: 'none' | 'systemd-notify';
+  /**
+   * `none`: not started by systemd with Type=notify (no NOTIFY_SOCKET);
+   * every method is a no-op. `sd_notify`: datagrams from the native shim
+   * (systemd-notify when one fails). `systemd-notify`: the command only.
+   */
+  readonly kind: 'none' | 'sd_notify' | 'systemd-notify';
   /** READY=1 (+ STATUS=): start-up complete, or a reload finished. */
   ready(status?: string): Promise<void>;
   /** RELOADING=1 with MONOTONIC_USEC=: a reload began; follow with ready() when it ends. */
@@ -53,6 +61,8 @@ export interface NotifierOptions {
   pid?: number;
   /** CLOCK_MONOTONIC in µs, for MONOTONIC_USEC; default from process.hrtime (libuv uses CLOCK_MONOTONIC). */
   monotonicUsec?: () => bigint;
+  /** The native datagram transport; default the addon's when loaded, null forces systemd-notify. */
+  native?: NotifyTransport | null;
 }
 
 export const DEFAULT_COMMAND = 'systemd-notify';
@@ -71,7 +81,8 @@ export function createNotifier(env: NodeJS.ProcessEnv = process.env, log?: Logge
   if (socket === undefined || socket === '') {
     return new NullNotifier();
   }
-  return new CommandNotifier(socket, env['PATH'], log, options);
+  const native = options.native === undefined ? nativeNotifyTransport() : options.native;
+  return new QueueNotifier(socket, env['PATH'], native, log, options);
 }
 
 /**
@@ -116,8 +127,8 @@ interface Pending {
   resolve: () => void;
 }
 
-class CommandNotifier implements Notifier {
-  readonly kind = 'systemd-notify' as const;
+class QueueNotifier implements Notifier {
+  readonly kind: 'sd_notify' | 'systemd-notify';
   private readonly command: string;
   private readonly timeoutMs: number;
   private readonly pid: number;
@@ -132,11 +143,13 @@ class CommandNotifier implements Notifier {
   private loggedCode: NotifyErrorCode | null = null;
 
   constructor(
-    socket: string,
+    private readonly socket: string,
     pathEnv: string | undefined,
+    private readonly native: NotifyTransport | null,
     private readonly log: Logger | undefined,
     private readonly options: NotifierOptions,
   ) {
+    this.kind = native === null ? 'systemd-notify' : 'sd_notify';
     this.command = options.command ?? DEFAULT_COMMAND;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.pid = options.pid ?? process.pid;
@@ -208,6 +221,24 @@ class CommandNotifier implements Notifier {
   }
 
   /**
+   * One datagram through the native shim (with MAINPID=, as systemd-notify
+   * --pid sends it); when that fails, the command for this message.
+   */
+  private async send(assignments: string[]): Promise<void> {
+    if (this.native !== null) {
+      try {
+        await this.native.send(this.socket, [...assignments, `MAINPID=${this.pid}`]);
+        this.succeeded();
+        return;
+      } catch (err) {
+        countFallback(this.options.counters, 'sdNotify', err);
+        this.log?.debug({ err: (err as Error).message, message: assignments[0] }, 'native sd_notify failed; trying systemd-notify');
+      }
+    }
+    await this.runCommand(assignments);
+  }
+
+  /**
    * One run of systemd-notify. Arguments: `--pid=<our pid>` so that, when
    * the sender may set SCM_CREDENTIALS (root with CAP_SYS_ADMIN), systemd
    * attributes the message to the main process; then the assignments as
@@ -217,7 +248,7 @@ class CommandNotifier implements Notifier {
    * processed the message, so the sender is still alive to be attributed
    * to the unit when credentials could not be faked (NotifyAccess=all).
    */
-  private send(assignments: string[]): Promise<void> {
+  private runCommand(assignments: string[]): Promise<void> {
     return new Promise((resolve) => {
       const args = [`--pid=${this.pid}`, ...assignments];
       execFile(

@@ -78,6 +78,8 @@ export interface ProxySettings {
   connectTimeoutMs: number;
   idleTimeoutMs: number;
   keepAliveMs: number;
+  /** TCP_USER_TIMEOUT on both legs (native shim); 0 leaves the kernel default. */
+  userTimeoutMs: number;
   drainTimeoutMs: number;
   maxConnectionsPerGuest: number;
 }

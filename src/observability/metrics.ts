@@ -54,6 +54,7 @@ const HELP: Record<string, string> = {
   sharegw_protocol_answers_total: 'Calls the gateway answered itself instead of the backend, by protocol and reason (rofs, uid-range, mount-denied)',
   sharegw_protocol_errors_total: 'Malformed protocol bytes that closed a session, by protocol and error code',
   sharegw_proxy_listen_errors_total: 'Proxy listeners that could not open, by code',
+  sharegw_native_fallbacks_total: 'Uses of a native shim that failed and fell back to the TypeScript implementation, by shim and code',
   sharegw_state_load_errors_total: 'Unusable state files at start, by code',
   sharegw_state_save_errors_total: 'Failed state writes, by code',
   sharegw_tunnels_refused_total: 'Configured tunnels refused because the interface is not a tunnel',

@@ -21,8 +21,24 @@ export interface Relay {
   answered?: { reason: string; detail: string }[];
 }
 
+/** One direction of a session: the bytes the guest sends, or those the backend sends. */
+export type Direction = 'fromGuest' | 'fromBackend';
+
 export interface StreamTransform {
   readonly proto: 'smb' | 'nfs';
   fromGuest(chunk: Buffer): Relay;
   fromBackend(chunk: Buffer): Relay;
+  /**
+   * How many of the next bytes of `dir` may go to the other side unseen
+   * and unchanged (the rest of a payload whose header was checked), so the
+   * session may move them kernel to kernel; 0 when the next byte must be
+   * seen. Optional: a transform without it sees every byte.
+   */
+  passThrough?(dir: Direction): number;
+  /**
+   * `n` (at most passThrough(dir)) bytes of `dir` went by unseen. Returns
+   * what became due to write because of it (the gateway's own replies
+   * held for a record boundary).
+   */
+  passed?(dir: Direction, n: number): Relay;
 }

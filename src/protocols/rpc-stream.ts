@@ -20,7 +20,7 @@ import { mapCompound4, mapReply3 } from './nfs-ids';
 import type { IdMap } from './nfs-ids';
 import { judgeCall } from './nfs-policy';
 import type { NfsPolicy, SequenceOnly } from './nfs-policy';
-import type { Refusal, Relay, StreamTransform } from './relay';
+import type { Direction, Refusal, Relay, StreamTransform } from './relay';
 import { OP_SEQUENCE } from './nfs4';
 import { decodeCall, decodeReply, LAST_FRAGMENT, PROG_NFS, RPC_HEAD_MAX, RPC_MAX_FRAGMENT } from './rpc';
 
@@ -172,6 +172,43 @@ export class RpcStream implements StreamTransform {
         if (r !== null) {
           return r;
         }
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Calls: the rest of the current fragment of a call that was decided and
+   * forwarded (not answered, not being decided). Replies: the rest of the
+   * current fragment, unless the record is being held (id map, a
+   * SEQUENCE-only reply): those must be seen whole.
+   */
+  passThrough(dir: Direction): number {
+    if (this.failed !== null) {
+      return 0;
+    }
+    if (dir === 'fromGuest') {
+      return !this.deciding && !this.dropping && this.up.remaining > 0 ? this.up.remaining : 0;
+    }
+    return !this.holding && this.down.remaining > 0 ? this.down.remaining : 0;
+  }
+
+  /** Counts `n` unseen bytes as payload; at a reply boundary, the held replies are due. */
+  passed(dir: Direction, n: number): Relay {
+    const out: Relay = { toBackend: [], toGuest: [] };
+    const m = dir === 'fromGuest' ? this.up : this.down;
+    const allowed = this.passThrough(dir);
+    if (n <= 0 || n > allowed) {
+      return this.fail(out, new ProtocolError('SGW_ERR_PROTO_FRAMING', `${n} bytes passed unseen, ${allowed} were allowed`));
+    }
+    m.remaining -= n;
+    if (m.remaining === 0) {
+      if (dir === 'fromGuest') {
+        return this.finishFragment(out) ?? out;
+      }
+      m.remaining = -1;
+      if (m.atRecordBoundary && this.inject.length > 0) {
+        out.toGuest.push(...this.inject.splice(0));
       }
     }
     return out;

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import t from 'tap';
 import { labYaml } from '../helpers/configs';
 import { LabDaemon, NS, background, transferFixture, notifyReceiver, probe, rmTemp, run, shape, sleep, tempDir, until, SMB_ACME } from '../helpers/lab';
+import { loadNative } from '../../src/native';
 
 const ACME = '198.18.0.100';
 const acmeYaml = labYaml('kernel').domains['acme.yaml'] ?? '';
@@ -107,7 +108,9 @@ t.test('systemd notifications: READY after the first sync, RELOADING on SIGHUP, 
   await d.start();
   await until('READY=1', async () => lines.some((l) => l.includes('READY=1')));
   t.match(lines.find((l) => l.includes('READY=1')) ?? '', /STATUS=generation 1, 2 guests, last sync ok/);
-  t.equal((await d.status()).notify, 'systemd-notify');
+  // The daemon inherits this process's environment: the native datagram
+  // when the addon is loaded, systemd-notify when not (SGW_NATIVE=off).
+  t.equal((await d.status()).notify, loadNative().status.loaded ? 'sd_notify' : 'systemd-notify');
   await d.sighup();
   await until('RELOADING=1', async () => lines.some((l) => l.includes('RELOADING=1')));
   t.match(lines.find((l) => l.includes('RELOADING=1')) ?? '', /MONOTONIC_USEC=\d+/);

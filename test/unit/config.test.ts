@@ -157,6 +157,7 @@ t.test('the documented daemon file and the shipped acme domain validate cleanly'
       connectTimeoutMs: 5_000,
       idleTimeoutMs: 3_600_000,
       keepAliveMs: 30_000,
+      userTimeoutMs: 20_000,
       drainTimeoutMs: 10_000,
       maxConnectionsPerGuest: 256,
     },
@@ -785,6 +786,7 @@ proxy:
   connectTimeout: 1.5s
   idleTimeout: 0
   keepAlive: 1
+  userTimeout: 2500ms
   drainTimeout: 2m
   maxConnectionsPerGuest: 9
 `;
@@ -806,6 +808,7 @@ proxy:
       connectTimeoutMs: 1500,
       idleTimeoutMs: 0,
       keepAliveMs: 1000,
+      userTimeoutMs: 2500,
       drainTimeoutMs: 120_000,
       maxConnectionsPerGuest: 9,
     },
@@ -855,6 +858,7 @@ t.test('BAD_DURATION: each duration, with its minimum', async (t) => {
     ['proxy: { connectTimeout: 0s }', '/proxy/connectTimeout', '1:26', '"0s" is not a duration like 500ms, 10s, 5m, 1h (at least 1 ms)'],
     ['proxy: { keepAlive: 999ms }', '/proxy/keepAlive', '1:21', '"999ms" is not a duration like 500ms, 10s, 5m, 1h (at least 1000 ms)'],
     ['proxy: { idleTimeout: -1 }', '/proxy/idleTimeout', '1:23', '"-1" is not a duration like 500ms, 10s, 5m, 1h'],
+    ['proxy: { userTimeout: soon }', '/proxy/userTimeout', '1:23', '"soon" is not a duration like 500ms, 10s, 5m, 1h'],
     ['proxy: { drainTimeout: later }', '/proxy/drainTimeout', '1:24', '"later" is not a duration like 500ms, 10s, 5m, 1h'],
   ];
   for (const [line, pointer, pos, message] of cases) {

@@ -8,6 +8,8 @@ import type { Test } from 'tap';
 import { NOTIFY_ERRORS_COUNTER, createNotifier, watchdogIntervalMs } from '../../src/daemon/notify';
 import { Counters } from '../../src/observability/counters';
 import { createLogger } from '../../src/observability/logger';
+import { NATIVE_FALLBACKS_COUNTER, NativeNotifyTransport, loadNative } from '../../src/native';
+import type { NotifyTransport } from '../../src/native';
 
 /*
  * A fake service manager: Node cannot bind AF_UNIX datagram sockets, so a
@@ -19,7 +21,8 @@ import { createLogger } from '../../src/observability/logger';
 const RECEIVER = `
 import array, json, os, socket, struct, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
+a = sys.argv[1]
+s.bind("\\0" + a[1:] if a.startswith("@") else a)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
 print(json.dumps({"listening": sys.argv[1]}), flush=True)
 isz = array.array("i").itemsize
@@ -64,9 +67,9 @@ function tempDir(t: Test): string {
   return dir;
 }
 
-/** Starts the fake receiver on `<dir>/notify`; resolves once it is bound. */
-async function receiver(t: Test, dir: string): Promise<{ socket: string; got: Datagram[]; next: (pred: (d: Datagram) => boolean, ms?: number) => Promise<Datagram> }> {
-  const socket = path.join(dir, 'notify');
+/** Starts the fake receiver on `<dir>/notify` (or an abstract `@sgw-test-...` socket); resolves once it is bound. */
+async function receiver(t: Test, dir: string, abstract = false): Promise<{ socket: string; got: Datagram[]; next: (pred: (d: Datagram) => boolean, ms?: number) => Promise<Datagram> }> {
+  const socket = abstract ? `@sgw-test-notify-${process.pid}-${path.basename(dir)}` : path.join(dir, 'notify');
   const child: ChildProcessWithoutNullStreams = spawn('python3', ['-u', '-c', RECEIVER, socket]);
   t.teardown(() => {
     child.kill();
@@ -188,12 +191,26 @@ t.test('systemd-notify is installed (needed by the tests below and by the daemon
   t.equal(MISSING, null, MISSING ?? 'ok');
 });
 
-t.test('Notifier via systemd-notify delivers datagrams to NOTIFY_SOCKET', { skip: MISSING ?? false }, async (t) => {
+/*
+ * Parity (STYLE.md, "Native shim with fallback"): the same table runs
+ * against the native datagram transport, when the addon is built, and the
+ * systemd-notify fallback, on a path socket and on an abstract one.
+ */
+const NATIVE = loadNative().binding;
+const transports: { kind: 'sd_notify' | 'systemd-notify'; native: NotifyTransport | null }[] = [
+  { kind: 'systemd-notify', native: null },
+  ...(NATIVE !== null ? [{ kind: 'sd_notify' as const, native: new NativeNotifyTransport(NATIVE) }] : []),
+];
+t.comment(`sd_notify implementations under test: ${transports.map((x) => x.kind).join(', ')}${NATIVE === null ? ' (addon not loaded: ' + String(loadNative().status.reason) + ')' : ''}`);
+
+for (const tr of transports) {
+  for (const abstract of [false, true]) {
+t.test(`Notifier via ${tr.kind} delivers datagrams to NOTIFY_SOCKET (${abstract ? 'abstract' : 'path'} socket)`, { skip: MISSING ?? false }, async (t) => {
   const dir = tempDir(t);
-  const rx = await receiver(t, dir);
+  const rx = await receiver(t, dir, abstract);
   const counters = new Counters();
-  const n = createNotifier({ NOTIFY_SOCKET: rx.socket, PATH: process.env['PATH'] }, undefined, { counters });
-  t.equal(n.kind, 'systemd-notify');
+  const n = createNotifier({ NOTIFY_SOCKET: rx.socket, PATH: process.env['PATH'] }, undefined, { counters, native: tr.native });
+  t.equal(n.kind, tr.kind);
 
   t.test('ready() sends READY=1, STATUS= and MAINPID=<our pid>', async (t) => {
     await n.ready('synced');
@@ -203,7 +220,12 @@ t.test('Notifier via systemd-notify delivers datagrams to NOTIFY_SOCKET', { skip
     t.ok(d.lines.includes(`MAINPID=${process.pid}`), d.data);
     // As root with CAP_SYS_ADMIN systemd-notify sends our pid as the
     // credentials (systemd attributes it to the main process); without, its own.
-    t.ok(d.pid !== null && d.pid > 0, `sender pid ${String(d.pid)} (ours ${process.pid})`);
+    // The native shim sends from this process: the kernel's credentials are ours.
+    if (tr.native !== null) {
+      t.equal(d.pid, process.pid, 'sent by this process');
+    } else {
+      t.ok(d.pid !== null && d.pid > 0, `sender pid ${String(d.pid)} (ours ${process.pid})`);
+    }
   });
 
   t.test('ready() without a status sends no STATUS=', async (t) => {
@@ -257,17 +279,56 @@ t.test('Notifier via systemd-notify delivers datagrams to NOTIFY_SOCKET', { skip
     t.strictSame(order, ['RELOADING=1', 'STATUS=reloading config', 'READY=1', 'STOPPING=1']);
   });
 
-  t.test('systemd-notify waits for the barrier: each message is followed by BARRIER=1 with an fd', async (t) => {
-    await n.watchdog();
-    const barrier = await rx.next((d) => d.lines.includes('BARRIER=1'));
-    t.equal(barrier.fds, 1);
-  });
+  if (tr.native === null) {
+    t.test('systemd-notify waits for the barrier: each message is followed by BARRIER=1 with an fd', async (t) => {
+      await n.watchdog();
+      const barrier = await rx.next((d) => d.lines.includes('BARRIER=1'));
+      t.equal(barrier.fds, 1);
+    });
+  } else {
+    t.test('the native transport sends one datagram per message, no barrier', async (t) => {
+      t.notOk(rx.got.some((d) => d.lines.includes('BARRIER=1')));
+      t.ok(rx.got.every((d) => d.fds === 0));
+    });
+  }
 
   t.test('counts deliveries and no errors', async (t) => {
     t.ok(n.stats().sent >= 10, `sent ${n.stats().sent}`);
     t.equal(n.stats().failed, 0);
-    t.strictSame(counters.snapshot(), {});
+    t.strictSame(counters.snapshot(), {}, 'no errors and no fallbacks');
   });
+});
+  }
+}
+
+t.test('the addon is loaded unless SGW_NATIVE=off (CI builds it with SGW_NATIVE_REQUIRED=1)', async (t) => {
+  if (process.env['SGW_NATIVE'] === 'off') {
+    t.equal(NATIVE, null, 'SGW_NATIVE=off forces the fallbacks');
+    t.equal(loadNative().status.reason, 'SGW_NATIVE=off');
+  } else {
+    t.not(NATIVE, null, `addon loaded (${String(loadNative().status.reason)})`);
+  }
+});
+
+t.test('Notifier falls back to systemd-notify for a message the native shim cannot send, and counts it', { skip: NATIVE === null ? 'addon not loaded' : false }, async (t) => {
+  const dir = tempDir(t);
+  const fake = recordingCommand(dir);
+  const counters = new Counters();
+  const failing: NotifyTransport = { impl: 'native', send: () => Promise.reject(Object.assign(new Error('sendto: EAGAIN'), { code: 'EAGAIN' })) };
+  const n = createNotifier({ NOTIFY_SOCKET: path.join(dir, 'sock') }, undefined, { command: fake.command, counters, native: failing, pid: 55 });
+  t.equal(n.kind, 'sd_notify');
+  await n.ready('x');
+  t.strictSame(fake.calls(), [['--pid=55', 'READY=1', 'STATUS=x']], 'the command sent it');
+  t.equal(counters.get(NATIVE_FALLBACKS_COUNTER, { shim: 'sdNotify', code: 'EAGAIN' }), 1);
+  if (NATIVE === null) {
+    return;
+  }
+  // A socket nobody listens on: the real native call fails (ENOENT), the
+  // command is tried and fails too; both are counted, nothing throws.
+  const real = createNotifier({ NOTIFY_SOCKET: path.join(dir, 'absent') }, undefined, { command: path.join(dir, 'none'), counters, native: new NativeNotifyTransport(NATIVE) });
+  await real.watchdog();
+  t.equal(counters.get(NATIVE_FALLBACKS_COUNTER, { shim: 'sdNotify', code: 'ENOENT' }), 1);
+  t.equal(real.stats().lastError?.code, 'SGW_ERR_NOTIFY_SPAWN');
 });
 
 t.test('Notifier logs a missing binary once, counts every failure and never throws', async (t) => {
@@ -275,7 +336,7 @@ t.test('Notifier logs a missing binary once, counts every failure and never thro
   const m = memoryLogger();
   const counters = new Counters();
   const command = path.join(dir, 'no-such-systemd-notify');
-  const n = createNotifier({ NOTIFY_SOCKET: path.join(dir, 'sock') }, m.log, { command, counters });
+  const n = createNotifier({ NOTIFY_SOCKET: path.join(dir, 'sock') }, m.log, { command, counters , native: null });
   t.equal(n.kind, 'systemd-notify');
   await n.ready('synced');
   await n.watchdog();
@@ -294,7 +355,7 @@ t.test('Notifier reports a non-zero exit with the last stderr line, and logs aga
   const counters = new Counters();
   // Nobody listens here: systemd-notify exits 1.
   const sock = path.join(dir, 'absent');
-  const n = createNotifier({ NOTIFY_SOCKET: sock, PATH: process.env['PATH'] }, m.log, { counters });
+  const n = createNotifier({ NOTIFY_SOCKET: sock, PATH: process.env['PATH'] }, m.log, { counters , native: null });
   await n.ready();
   t.equal(n.stats().lastError?.code, 'SGW_ERR_NOTIFY_EXIT');
   t.match(n.stats().lastError?.message, /^systemd-notify exited with 1: .*No such file or directory/);
@@ -322,7 +383,7 @@ t.test('Notifier kills a run that hangs and reports SGW_ERR_NOTIFY_TIMEOUT', asy
   const command = path.join(dir, 'hang');
   // exec: the killed process is the sleeper itself, no orphan is left behind.
   fs.writeFileSync(command, '#!/bin/sh\nexec sleep 5\n', { mode: 0o755 });
-  const n = createNotifier({ NOTIFY_SOCKET: path.join(dir, 'sock') }, undefined, { command, timeoutMs: 200 });
+  const n = createNotifier({ NOTIFY_SOCKET: path.join(dir, 'sock') }, undefined, { command, timeoutMs: 200 , native: null });
   const t0 = Date.now();
   await n.ready();
   t.ok(Date.now() - t0 < 3000, 'did not wait for the hung child');
@@ -332,7 +393,7 @@ t.test('Notifier kills a run that hangs and reports SGW_ERR_NOTIFY_TIMEOUT', asy
 t.test('Notifier passes --pid and the assignments as arguments, and coalesces queued watchdog and status updates', async (t) => {
   const dir = tempDir(t);
   const fake = recordingCommand(dir, 0.2);
-  const n = createNotifier({ NOTIFY_SOCKET: path.join(dir, 'sock') }, undefined, { command: fake.command, pid: 777, monotonicUsec: () => 123n });
+  const n = createNotifier({ NOTIFY_SOCKET: path.join(dir, 'sock') }, undefined, { command: fake.command, pid: 777, monotonicUsec: () => 123n , native: null });
   const all = [n.watchdog(), n.watchdog(), n.watchdog(), n.status('a'), n.status('b'), n.watchdog(), n.ready('c'), n.status('d'), n.reloading()];
   await Promise.all(all);
   t.strictSame(fake.calls(), [
@@ -350,7 +411,7 @@ t.test('Notifier reports a child killed by a signal as SGW_ERR_NOTIFY_EXIT', asy
   const dir = tempDir(t);
   const command = path.join(dir, 'suicide');
   fs.writeFileSync(command, '#!/bin/sh\nkill -TERM $$\n', { mode: 0o755 });
-  const n = createNotifier({ NOTIFY_SOCKET: path.join(dir, 'sock') }, undefined, { command });
+  const n = createNotifier({ NOTIFY_SOCKET: path.join(dir, 'sock') }, undefined, { command , native: null });
   await n.watchdog();
   t.strictSame(n.stats().lastError, { code: 'SGW_ERR_NOTIFY_EXIT', message: `${command} was killed by SIGTERM` });
 });

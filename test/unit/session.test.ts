@@ -33,7 +33,7 @@ t.test('answers to a slow guest pause the guest side until the guest drains, the
   const front = net.createServer((guestSide) => {
     const s = new Session(
       guestSide,
-      { backend: '127.0.0.1', port: backendPort, sourceIp: '127.0.0.1', connectTimeoutMs: 2000, idleTimeoutMs: 0, keepAliveMs: 10_000, transform },
+      { backend: '127.0.0.1', port: backendPort, sourceIp: '127.0.0.1', connectTimeoutMs: 2000, idleTimeoutMs: 0, keepAliveMs: 10_000, userTimeoutMs: 20_000, transform },
       createLogger('silent'),
       new Counters(),
       () => undefined,

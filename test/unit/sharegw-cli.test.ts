@@ -19,7 +19,7 @@ import { KernelApplyError, SgwError } from '../../src/errors';
 import { Counters } from '../../src/observability/counters';
 import { createLogger } from '../../src/observability/logger';
 import { compileDesired } from '../../src/policy/policy';
-import { formatAge, formatBytes, formatFlows, table } from '../../src/cli/views';
+import { formatAge, formatBytes, formatFlows, formatNative, table } from '../../src/cli/views';
 import { configFrom, labYaml } from '../helpers/configs';
 
 const CLI = path.resolve(__dirname, '../../src/cli/sharegw.js');
@@ -105,6 +105,11 @@ t.test('views: bytes, ages and tables', async (t) => {
     ['-', '0s', '59s', '1m00s', '3m07s', '59m59s', '1h00m', '1h02m', '23h59m', '1d00h', '3d04h'],
   );
   t.strictSame(table(['A', 'LONG HEADER', 'C'], [['xxxx', 'y', ''], ['z', 'w', 'v']]), ['A     LONG HEADER  C', 'xxxx  y', 'z     w            v']);
+});
+
+t.test('views: the native line of status names each shim\'s implementation, and why fallbacks', async (t) => {
+  t.equal(formatNative({ loaded: true, reason: null, shims: { originalDst: 'native', spliceRelay: 'native' } }), 'native: originalDst=native spliceRelay=native');
+  t.equal(formatNative({ loaded: false, reason: 'SGW_NATIVE=off', shims: { sdNotify: 'fallback' } }), 'native: sdNotify=fallback (SGW_NATIVE=off)');
 });
 
 t.test('views: the flows table', async (t) => {

@@ -1,7 +1,10 @@
 import * as net from 'node:net';
 import type { Counters } from '../../observability/counters';
 import type { Logger } from '../../observability/logger';
-import type { Refusal, Relay, StreamTransform } from '../../protocols/relay';
+import type { Direction, Refusal, Relay, StreamTransform } from '../../protocols/relay';
+import { NativeError } from '../../errors';
+import { activeSpliceRelay, activeTcpTuning, countFallback, resumeReading, tuneSocket } from '../../native';
+import type { Impl, SpliceEvent, SpliceHandle, SpliceRelayShim, TcpTuning } from '../../native';
 
 /** Settings a relay needs. */
 export interface RelayOptions {
@@ -11,6 +14,12 @@ export interface RelayOptions {
   connectTimeoutMs: number;
   idleTimeoutMs: number;
   keepAliveMs: number;
+  /** TCP_USER_TIMEOUT on both legs (native shim only); 0 leaves the kernel default. */
+  userTimeoutMs: number;
+  /** The zero-copy relay for sessions without a transform; default the addon's, null forces the JavaScript relay. */
+  splice?: SpliceRelayShim | null;
+  /** How dead peers are detected on both legs; default the addon's when loaded, else keepalive only. */
+  tuning?: TcpTuning;
   /** Protocol-aware sessions: every chunk each way goes through it before anything is written. */
   transform?: StreamTransform;
 }
@@ -26,14 +35,27 @@ export type CloseReason = 'done' | 'guest-error' | 'backend-error' | 'connect-fa
  */
 export const HALF_CLOSE_TIMEOUT_MS = 60_000;
 
+/**
+ * The smallest payload a protocol-aware session hands to the splice relay:
+ * below it, a thread and two pipes per record cost more than the copy.
+ */
+export const SPLICE_MIN_BYTES = 64 * 1024;
+
 const PRIV_LOW = 600;
 const PRIV_HIGH = 1023;
 const BIND_TRIES = 8;
 
 /**
  * One proxied connection: guest socket <-> backend socket.
- * State: the two sockets, bytes moved, and whether it has closed.
- * Backpressure comes from pipe(); half-close is forwarded (allowHalfOpen),
+ * State: the two sockets, bytes moved, and whether it has closed; the
+ * native relay's handle while it owns the sockets, and the bytes it moved.
+ * Without a transform the bytes go through the native splice relay when the
+ * addon is loaded (kernel to kernel, on the addon's thread), else through
+ * pipe(); with a transform, through forward(), except payloads the
+ * transform lets pass unseen, which a one-direction relay moves (per
+ * direction, `payload`). Backpressure comes from
+ * pipe()/forward() (or the kernel's socket buffers for splice); half-close
+ * is forwarded (allowHalfOpen, or shutdown(SHUT_WR) by the native relay),
  * any error destroys both legs, and the guest sees a reset when the backend
  * cannot be reached, as it would without a gateway.
  */
@@ -51,6 +73,19 @@ export class Session {
   /** Called with every batch of calls the gateway answered. */
   onAnswered: ((a: { reason: string; detail: string }[]) => void) | null = null;
   private halfCloseTimer: NodeJS.Timeout | null = null;
+  private idleTimer: NodeJS.Timeout | null = null;
+  /** The native relay while it owns both sockets. */
+  private spliced: SpliceHandle | null = null;
+  /** Bytes the native relays moved and are done with. */
+  private splicedBytes = { ab: 0, ba: 0 };
+  /** Protocol-aware sessions: the relay moving one payload, per direction. */
+  private readonly payload: Record<Direction, SpliceHandle | null> = { fromGuest: null, fromBackend: null };
+  /** Payloads a protocol-aware session moved with the splice relay. */
+  splicedPayloads = 0;
+  /** Which relay moves this session's bytes (null until the backend is connected). */
+  relayImpl: Impl | null = null;
+  /** Which dead-peer detection the guest leg got. */
+  tuningImpl: Impl | null = null;
   private onClose: ((s: Session, reason: CloseReason) => void) | null;
 
   constructor(
@@ -70,7 +105,7 @@ export class Session {
     const g = this.guest;
     g.pause();
     g.setNoDelay(true);
-    g.setKeepAlive(true, this.opts.keepAliveMs);
+    this.tuningImpl = tuneSocket(g, this.tcpOptions(), this.counters, this.opts.tuning ?? activeTcpTuning());
     g.on('error', () => this.close('guest-error'));
     g.on('close', () => this.close('done'));
     const guestPort = g.remotePort ?? 0;
@@ -90,7 +125,11 @@ export class Session {
     });
     this.backendSock = sock;
     const timer = setTimeout(() => sock.destroy(new Error('connect timeout')), o.connectTimeoutMs);
+    // Remembered: after an error such as ETIMEDOUT the socket no longer
+    // knows its peer (remotePort is undefined).
+    let established = false;
     sock.once('connect', () => {
+      established = true;
       clearTimeout(timer);
       if (this.closed) {
         sock.destroy();
@@ -103,44 +142,186 @@ export class Session {
       if (this.closed) {
         return;
       }
-      if (sock.remotePort === undefined && err.code === 'EADDRINUSE' && privileged && triesLeft > 1) {
+      if (!established && err.code === 'EADDRINUSE' && privileged && triesLeft > 1) {
         // Another guest of this domain uses that port to this backend: pick
         // another privileged one so `secure` exports still accept us.
         const next = PRIV_LOW + Math.floor(Math.random() * (PRIV_HIGH - PRIV_LOW + 1));
         this.connect(next, privileged, triesLeft - 1);
         return;
       }
-      const connected = sock.remotePort !== undefined && sock.bytesRead + sock.bytesWritten > 0;
+      const connected = established && sock.bytesRead + sock.bytesWritten > 0;
       this.counters.inc('sharegw_proxy_backend_errors_total', { code: err.code ?? 'ERR' });
       this.log.debug({ err: err.code, backend: o.backend, port: o.port }, 'backend leg failed');
       this.close(connected ? 'backend-error' : 'connect-failed');
     });
   }
 
+  private tcpOptions(): { userTimeoutMs: number; keepAliveMs: number } {
+    return { userTimeoutMs: this.opts.userTimeoutMs, keepAliveMs: this.opts.keepAliveMs };
+  }
+
+  private armHalfClose(): void {
+    if (this.halfCloseTimer === null && !this.closed) {
+      this.halfCloseTimer = setTimeout(() => this.close('half-closed'), HALF_CLOSE_TIMEOUT_MS);
+      this.halfCloseTimer.unref();
+    }
+  }
+
   private relay(b: net.Socket): void {
     const g = this.guest;
-    b.setKeepAlive(true, this.opts.keepAliveMs);
+    tuneSocket(b, this.tcpOptions(), this.counters, this.opts.tuning ?? activeTcpTuning());
     b.on('close', () => this.close('done'));
+    const tf = this.opts.transform;
+    if (tf === undefined && this.startSplice(g, b)) {
+      return;
+    }
+    this.relayImpl = 'fallback';
     if (this.opts.idleTimeoutMs > 0) {
       g.setTimeout(this.opts.idleTimeoutMs, () => this.close('idle'));
     }
-    const armHalfClose = (): void => {
-      if (this.halfCloseTimer === null && !this.closed) {
-        this.halfCloseTimer = setTimeout(() => this.close('half-closed'), HALF_CLOSE_TIMEOUT_MS);
-        this.halfCloseTimer.unref();
-      }
-    };
-    g.once('end', armHalfClose);
-    b.once('end', armHalfClose);
-    const tf = this.opts.transform;
+    g.once('end', () => this.armHalfClose());
+    b.once('end', () => this.armHalfClose());
     if (tf === undefined) {
       g.pipe(b);
       b.pipe(g);
     } else {
-      this.forward(g, b, (c) => tf.fromGuest(c));
-      this.forward(b, g, (c) => tf.fromBackend(c));
+      this.forward(g, b, 'fromGuest', (c) => tf.fromGuest(c));
+      this.forward(b, g, 'fromBackend', (c) => tf.fromBackend(c));
     }
     g.resume();
+  }
+
+  /**
+   * Hands both sockets to the native splice relay (plain forwarding: no
+   * transform). False when there is no addon, or it refused this session
+   * (counted): the caller relays in JavaScript instead.
+   */
+  private spliceShim(): SpliceRelayShim | null {
+    return this.opts.splice === undefined ? activeSpliceRelay() : this.opts.splice;
+  }
+
+  private startSplice(g: net.Socket, b: net.Socket): boolean {
+    const shim = this.spliceShim();
+    if (shim === null) {
+      return false;
+    }
+    try {
+      this.spliced = shim.start(g, b, { ab: -1, ba: -1 }, (e) => this.onSplice(e));
+    } catch (err) {
+      countFallback(this.counters, 'spliceRelay', err);
+      this.log.debug({ err: (err as Error).message, backend: this.opts.backend, port: this.opts.port }, 'splice relay refused this session; relaying in JavaScript');
+      return false;
+    }
+    this.relayImpl = 'native';
+    if (this.opts.idleTimeoutMs > 0) {
+      // Node sees no activity on sockets the addon relays: idle means no
+      // byte moved between two ticks (so between 1x and 2x the timeout).
+      let last = -1;
+      this.idleTimer = setInterval(() => {
+        const now = this.splicedTotal();
+        if (now === last) {
+          this.close('idle');
+        }
+        last = now;
+      }, this.opts.idleTimeoutMs);
+      this.idleTimer.unref();
+    }
+    return true;
+  }
+
+  private splicedTotal(): number {
+    const x = this.spliced?.bytes() ?? this.splicedBytes;
+    return x.ab + x.ba;
+  }
+
+  /**
+   * Protocol-aware sessions: when the transform lets the next `n` bytes of
+   * `dir` pass unseen (the rest of a checked record) and nothing waits in
+   * Node either way, the splice relay moves exactly those bytes, and `from`
+   * goes back to Node at the next header.
+   */
+  private maybeSplicePayload(from: net.Socket, to: net.Socket, dir: Direction): void {
+    const tf = this.opts.transform;
+    if (tf?.passThrough === undefined || this.closed || this.payload[dir] !== null || from.readableLength > 0 || to.writableLength > 0) {
+      return;
+    }
+    const n = tf.passThrough(dir);
+    const shim = n >= SPLICE_MIN_BYTES ? this.spliceShim() : null;
+    if (shim === null) {
+      return;
+    }
+    try {
+      this.payload[dir] = shim.start(from, to, { ab: n, ba: 0 }, (e) => {
+        if (e.type === 'done') {
+          this.payloadDone(from, dir, e);
+        }
+      });
+      this.splicedPayloads++;
+    } catch (err) {
+      if (!(err instanceof NativeError && err.code === 'SGW_ERR_NATIVE_BUFFERED')) {
+        countFallback(this.counters, 'spliceRelay', err);
+      }
+    }
+  }
+
+  private payloadDone(from: net.Socket, dir: Direction, e: Extract<SpliceEvent, { type: 'done' }>): void {
+    const tf = this.opts.transform;
+    if (this.closed || tf?.passed === undefined) {
+      // close() counted this relay's bytes when it stopped it.
+      return;
+    }
+    this.payload[dir] = null;
+    this.splicedBytes[dir === 'fromGuest' ? 'ab' : 'ba'] += e.ab;
+    if (e.reason === 'error') {
+      // Side a is `from`.
+      const guestSide = (e.error?.side === 'a') === (dir === 'fromGuest');
+      if (!guestSide) {
+        this.counters.inc('sharegw_proxy_backend_errors_total', { code: e.error?.code ?? 'ERR' });
+      }
+      this.close(guestSide ? 'guest-error' : 'backend-error');
+      return;
+    }
+    if (e.ab > 0) {
+      const r = tf.passed(dir, e.ab);
+      if (r.refusal !== undefined) {
+        this.refusal = r.refusal;
+        this.close('refused');
+        return;
+      }
+      for (const x of r.toGuest) {
+        this.guest.write(x);
+      }
+      for (const x of r.toBackend) {
+        this.backendSock?.write(x);
+      }
+    }
+    // A source that ended early shows its EOF to Node again ('end').
+    resumeReading(from);
+  }
+
+  private onSplice(e: SpliceEvent): void {
+    if (e.type === 'eof') {
+      this.armHalfClose();
+      return;
+    }
+    this.splicedBytes = { ab: e.ab, ba: e.ba };
+    this.spliced = null;
+    if (this.closed) {
+      return;
+    }
+    if (e.reason === 'complete') {
+      // Both directions reached EOF and the FINs were forwarded.
+      this.close('done');
+      return;
+    }
+    const code = e.error?.code ?? 'ERR';
+    if (e.error?.side === 'b') {
+      this.counters.inc('sharegw_proxy_backend_errors_total', { code });
+      this.log.debug({ err: code, backend: this.opts.backend, port: this.opts.port }, 'backend leg failed');
+      this.close('backend-error');
+    } else {
+      this.close('guest-error');
+    }
   }
 
   /**
@@ -149,7 +330,7 @@ export class Session {
    * and half-close forwarding. A refusal ends the session before anything of
    * that chunk is written.
    */
-  private forward(from: net.Socket, to: net.Socket, step: (chunk: Buffer) => Relay): void {
+  private forward(from: net.Socket, to: net.Socket, dir: Direction, step: (chunk: Buffer) => Relay): void {
     // `to` is where this direction's bytes go; it gets the FIN when `from` ends.
     const g = this.guest;
     from.on('data', (chunk: Buffer) => {
@@ -193,6 +374,8 @@ export class Session {
             }
           });
         }
+      } else {
+        this.maybeSplicePayload(from, to, dir);
       }
     });
     from.once('end', () => {
@@ -204,7 +387,10 @@ export class Session {
 
   /** Bytes guest->backend and backend->guest so far. */
   bytes(): { up: number; down: number } {
-    return { up: this.guest.bytesRead, down: this.guest.bytesWritten };
+    const n = this.spliced?.bytes() ?? { ...this.splicedBytes };
+    n.ab += this.payload.fromGuest?.bytes().ab ?? 0;
+    n.ba += this.payload.fromBackend?.bytes().ab ?? 0;
+    return { up: this.guest.bytesRead + n.ab, down: this.guest.bytesWritten + n.ba };
   }
 
   /** Closes both legs once; a reset tells the guest at once that it is over. */
@@ -216,8 +402,30 @@ export class Session {
     if (this.halfCloseTimer !== null) {
       clearTimeout(this.halfCloseTimer);
     }
+    if (this.idleTimer !== null) {
+      clearInterval(this.idleTimer);
+    }
     const b = this.backendSock;
-    if (reason === 'done') {
+    const native = this.relayImpl === 'native';
+    if (this.spliced !== null) {
+      // The addon's thread must let go of the fds before they are closed.
+      this.splicedBytes = this.spliced.bytes();
+      this.spliced.stop();
+      this.spliced = null;
+    }
+    for (const dir of ['fromGuest', 'fromBackend'] as const) {
+      const h = this.payload[dir];
+      if (h !== null) {
+        this.splicedBytes[dir === 'fromGuest' ? 'ab' : 'ba'] += h.bytes().ab;
+        h.stop();
+        this.payload[dir] = null;
+      }
+    }
+    if (reason === 'done' && native) {
+      // The native relay already forwarded both FINs and read both EOFs.
+      this.guest.destroy();
+      b?.destroy();
+    } else if (reason === 'done') {
       // Orderly end of one side: let pipe() finish flushing the other.
       this.guest.end();
       b?.end();
