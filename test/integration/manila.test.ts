@@ -196,6 +196,9 @@ function main(): void {
     await good.source.stop();
     const down = await harness(t, settingsFor(env, { endpoint: 'http://127.0.0.1:9/v2', timeoutMs: 500 }), [{ name: 'acme', project, shareNetwork: sn }], good.dir);
     t.same(down.source.snapshot().get('acme')?.shares, shares, 'restored from manila.json');
+    // start() waits for the first sync only up to the request timeout; its
+    // retries (with backoff) may still be running: wait for the verdict.
+    await waitFor('the first sync to fail', () => (down.source.status().lastError ?? null) !== null, 20_000);
     const st = down.source.status();
     t.equal(st.lastError?.code, 'SGW_ERR_MANILA_UNREACHABLE');
     t.ok(st.restored !== null);
