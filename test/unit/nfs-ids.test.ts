@@ -17,25 +17,12 @@ import type { RpcCall } from '../../src/protocols/rpc';
 import { RpcStream } from '../../src/protocols/rpc-stream';
 import type { Relay } from '../../src/protocols/relay';
 import { tcpStreams } from '../helpers/pcap';
+import { frame, records, relay } from '../helpers/rpc';
 import type { TcpStream } from '../helpers/pcap';
 
 const MAP: IdMap = { offset: 100_000, anonUid: 65534, anonGid: 65534 };
 const MAPPED: NfsPolicy = { readOnly: false, identity: { rootSquash: false, anonUid: 65534, anonGid: 65534, uids: null, gids: null, idOffset: 100_000 }, exports: null };
 
-function records(stream: Buffer): Buffer[] {
-  const out: Buffer[] = [];
-  for (let off = 0; off + 4 <= stream.length; ) {
-    const len = stream.readUInt32BE(off) & 0x7fffffff;
-    out.push(stream.subarray(off + 4, off + 4 + len));
-    off += 4 + len;
-  }
-  return out;
-}
-const frame = (body: Buffer): Buffer => {
-  const p = Buffer.alloc(4);
-  p.writeUInt32BE((LAST_FRAGMENT | body.length) >>> 0, 0);
-  return Buffer.concat([p, body]);
-};
 
 /** XDR builder for hand-made calls and replies. */
 class W {
@@ -223,30 +210,6 @@ t.test('calls: AUTH_SYS and sattr3 ids are mapped to backend ids; ids outside th
   t.equal(v4v.action === 'answer' ? v4v.reply.readUInt32BE(4 + 24) : -1, NFS4ERR_PERM, 'NFS4ERR_PERM');
 });
 
-function relay(st: RpcStream, s: TcpStream, split: (b: Buffer) => Buffer[]): { backend: Buffer; guest: Buffer; refusal: Relay['refusal'] } {
-  const backend: Buffer[] = [];
-  const guest: Buffer[] = [];
-  let refusal: Relay['refusal'];
-  const take = (r: Relay): void => {
-    backend.push(...r.toBackend);
-    guest.push(...r.toGuest);
-    refusal ??= r.refusal;
-  };
-  const ups = records(Buffer.concat(s.up));
-  const downs = records(Buffer.concat(s.down));
-  ups.forEach((u, i) => {
-    for (const c of split(frame(u))) {
-      take(st.fromGuest(c));
-    }
-    const d = downs[i];
-    if (d !== undefined) {
-      for (const c of split(frame(d))) {
-        take(st.fromBackend(c));
-      }
-    }
-  });
-  return { backend: Buffer.concat(backend), guest: Buffer.concat(guest), refusal };
-}
 
 t.test('the stream maps calls and replies of a real session identically at every split', async (t) => {
   for (const file of ['nfs3-session.pcap', 'nfs4-session.pcap']) {

@@ -10,12 +10,12 @@
 import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import t from 'tap';
+import { sessionRig } from '../helpers/session-rig';
 import type { Test } from 'tap';
 import { Session } from '../../src/dataplane/proxy/session';
 import type { CloseReason } from '../../src/dataplane/proxy/session';
 import { SpliceRelayShim, loadNative } from '../../src/native';
 import { Counters } from '../../src/observability/counters';
-import { createLogger } from '../../src/observability/logger';
 import type { NfsPolicy } from '../../src/protocols/nfs-policy';
 import { NFS3ERR_ROFS } from '../../src/protocols/nfs-policy';
 import { decodeReply, LAST_FRAGMENT } from '../../src/protocols/rpc';
@@ -78,10 +78,6 @@ class Records {
   }
 }
 
-function listen(server: net.Server): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
-}
-
 interface Outcome {
   backendSha: string;
   replies: Map<number, Buffer>;
@@ -92,7 +88,6 @@ interface Outcome {
 
 /** Runs `calls` through a Session with an RpcStream; the backend answers each call with `replyBytes(xid)`. */
 async function runSession(t: Test, splice: SpliceRelayShim | null, policy: NfsPolicy, calls: { xid: number; proc: number; n: number }[], replyBytes: (xid: number) => number): Promise<Outcome> {
-  const counters = new Counters();
   const backendHash = crypto.createHash('sha256');
   const backend = net.createServer((s) => {
     const rx = new Records();
@@ -105,27 +100,9 @@ async function runSession(t: Test, splice: SpliceRelayShim | null, policy: NfsPo
     s.on('end', () => s.end());
     s.on('error', () => undefined);
   });
-  const backendPort = await listen(backend);
   let onDone: (x: { s: Session; reason: CloseReason }) => void = () => undefined;
   const done = new Promise<{ s: Session; reason: CloseReason }>((r) => (onDone = r));
-  const front = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (g) => {
-    const s = new Session(
-      g,
-      { backend: '127.0.0.1', port: backendPort, sourceIp: '127.0.0.1', connectTimeoutMs: 2000, idleTimeoutMs: 0, keepAliveMs: 10_000, userTimeoutMs: 20_000, splice, transform: new RpcStream(policy) },
-      createLogger('silent'),
-      counters,
-      (ended, reason) => onDone({ s: ended, reason }),
-    );
-    s.start();
-    t.teardown(() => s.close('shutdown'));
-  });
-  const frontPort = await listen(front);
-  t.teardown(() => {
-    front.close();
-    backend.close();
-  });
-  const guest = net.connect({ port: frontPort, host: '127.0.0.1', allowHalfOpen: true });
-  guest.on('error', () => undefined);
+  const { guest, counters } = await sessionRig(t, backend, { splice, transform: new RpcStream(policy) }, { onClosed: (ended, reason) => onDone({ s: ended, reason }) });
   const replies = new Map<number, Buffer>();
   const rx = new Records();
   const all = new Promise<void>((resolve) =>
@@ -138,7 +115,6 @@ async function runSession(t: Test, splice: SpliceRelayShim | null, policy: NfsPo
       }
     }),
   );
-  await new Promise((r) => guest.once('connect', r));
   for (const c of calls) {
     if (!guest.write(call(c.xid, c.proc, c.n))) {
       await new Promise((r) => guest.once('drain', r));

@@ -11,32 +11,17 @@ import { judgeCall, leavesExports, mountAllowed, NFS3ERR_ROFS } from '../../src/
 import { NFS4ERR_ACCESS, NFS4ERR_ROFS, walkCompound } from '../../src/protocols/nfs4';
 import type { CompoundWalk } from '../../src/protocols/nfs4';
 import type { NfsPolicy } from '../../src/protocols/nfs-policy';
-import { authErrorReply, AUTH_SYS, AUTH_TOOWEAK, decodeCall, decodeReply, LAST_FRAGMENT, PROG_MOUNT, PROG_NFS } from '../../src/protocols/rpc';
+import { authErrorReply, AUTH_SYS, AUTH_TOOWEAK, decodeCall, decodeReply, PROG_MOUNT, PROG_NFS } from '../../src/protocols/rpc';
 import type { RpcCall } from '../../src/protocols/rpc';
 import { RpcStream } from '../../src/protocols/rpc-stream';
-import type { Relay } from '../../src/protocols/relay';
 import { tcpStreams } from '../helpers/pcap';
+import { frame, records, relay } from '../helpers/rpc';
 import type { TcpStream } from '../helpers/pcap';
 
 const OPEN: NfsPolicy = { readOnly: false, identity: null, exports: null };
 const SQUASH: NfsPolicy = { readOnly: false, identity: { rootSquash: true, anonUid: 65534, anonGid: 65534, uids: null, gids: null, idOffset: null }, exports: null };
 
-/** Whole records of one direction (each a single fragment in these captures). */
-function records(stream: Buffer): Buffer[] {
-  const out: Buffer[] = [];
-  for (let off = 0; off + 4 <= stream.length; ) {
-    const len = stream.readUInt32BE(off) & 0x7fffffff;
-    out.push(stream.subarray(off + 4, off + 4 + len));
-    off += 4 + len;
-  }
-  return out;
-}
 
-const frame = (body: Buffer): Buffer => {
-  const p = Buffer.alloc(4);
-  p.writeUInt32BE((LAST_FRAGMENT | body.length) >>> 0, 0);
-  return Buffer.concat([p, body]);
-};
 
 let nfs3: TcpStream[] = [];
 t.before(async () => {
@@ -58,34 +43,6 @@ t.test('calls in the capture decode: programs, procedures, AUTH_SYS', async (t) 
   t.ok(replies.every((r) => !(r instanceof ProtocolError) && r.accepted && r.acceptStat === 0), 'every reply accepted');
 });
 
-/** Runs a connection through a stream, chunked at the given points; returns what each side received. */
-function relay(st: RpcStream, s: TcpStream, split: (b: Buffer) => Buffer[]): { backend: Buffer; guest: Buffer; answered: string[]; refusal: Relay['refusal'] } {
-  const backend: Buffer[] = [];
-  const guest: Buffer[] = [];
-  const answered: string[] = [];
-  let refusal: Relay['refusal'];
-  const take = (r: Relay): void => {
-    backend.push(...r.toBackend);
-    guest.push(...r.toGuest);
-    answered.push(...(r.answered ?? []).map((a) => a.reason));
-    refusal ??= r.refusal;
-  };
-  // request i, then reply i, as on the wire
-  const ups = records(Buffer.concat(s.up));
-  const downs = records(Buffer.concat(s.down));
-  ups.forEach((u, i) => {
-    for (const c of split(frame(u))) {
-      take(st.fromGuest(c));
-    }
-    const d = downs[i];
-    if (d !== undefined) {
-      for (const c of split(frame(d))) {
-        take(st.fromBackend(c));
-      }
-    }
-  });
-  return { backend: Buffer.concat(backend), guest: Buffer.concat(guest), answered, refusal };
-}
 
 t.test('without a policy to apply, every byte passes unchanged, at every split', async (t) => {
   const s = nfsConn();

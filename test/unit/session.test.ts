@@ -7,14 +7,8 @@
  */
 import * as net from 'node:net';
 import t from 'tap';
-import { Session } from '../../src/dataplane/proxy/session';
+import { sessionRig } from '../helpers/session-rig';
 import type { Relay, StreamTransform } from '../../src/protocols/relay';
-import { Counters } from '../../src/observability/counters';
-import { createLogger } from '../../src/observability/logger';
-
-function listen(server: net.Server): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
-}
 
 t.test('answers to a slow guest pause the guest side until the guest drains, then everything flows', async (t) => {
   const ANSWER = Buffer.alloc(256 * 1024, 1);
@@ -29,26 +23,7 @@ t.test('answers to a slow guest pause the guest side until the guest drains, the
     s.on('data', (d: Buffer) => (backendGot += d.length));
     s.on('error', () => undefined); // the session resets its legs when it closes
   });
-  const backendPort = await listen(backend);
-  const front = net.createServer((guestSide) => {
-    const s = new Session(
-      guestSide,
-      { backend: '127.0.0.1', port: backendPort, sourceIp: '127.0.0.1', connectTimeoutMs: 2000, idleTimeoutMs: 0, keepAliveMs: 10_000, userTimeoutMs: 20_000, transform },
-      createLogger('silent'),
-      new Counters(),
-      () => undefined,
-    );
-    s.start();
-    t.teardown(() => s.close('shutdown'));
-  });
-  const frontPort = await listen(front);
-  t.teardown(() => {
-    front.close();
-    backend.close();
-  });
-
-  const guest = net.connect(frontPort, '127.0.0.1');
-  await new Promise((r) => guest.once('connect', r));
+  const { guest } = await sessionRig(t, backend, { transform });
   guest.pause(); // a guest that does not read its answers yet
   const SENT = 200 * 64 * 1024;
   const chunk = Buffer.alloc(64 * 1024, 2);

@@ -8,13 +8,13 @@
 import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import t from 'tap';
+import { listen, sessionRig } from '../helpers/session-rig';
 import type { Test } from 'tap';
 import { Session } from '../../src/dataplane/proxy/session';
 import type { CloseReason } from '../../src/dataplane/proxy/session';
 import { KeepAliveTuning, NATIVE_FALLBACKS_COUNTER, NativeTcpTuning, SpliceRelayShim, loadNative, resumeReading, socketFd } from '../../src/native';
 import type { NativeBinding } from '../../src/native/binding';
 import { Counters } from '../../src/observability/counters';
-import { createLogger } from '../../src/observability/logger';
 
 const NATIVE = loadNative().binding;
 const impls: { name: 'native' | 'fallback'; splice: SpliceRelayShim | null }[] = [
@@ -25,10 +25,6 @@ t.comment(`relays under test: ${impls.map((i) => i.name).join(', ')}${NATIVE ===
 
 const GiB = 1024 ** 3;
 const CHUNK = 1024 * 1024;
-
-function listen(server: net.Server): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
-}
 
 /** A deterministic pseudo-random byte stream (AES-128-CTR of zeros) and its running sha256. */
 function source(seed: string, total: number): { next: () => Buffer | null; digest: () => string } {
@@ -98,7 +94,6 @@ interface Rig {
 
 /** A backend, a front listener whose connections become Sessions, and one guest connection. */
 async function rig(t: Test, splice: SpliceRelayShim | null): Promise<Rig> {
-  const counters = new Counters();
   let onBackend: (s: net.Socket) => void = () => undefined;
   const backendSide = new Promise<net.Socket>((r) => (onBackend = r));
   const backend = net.createServer({ allowHalfOpen: true }, (s) => {
@@ -106,32 +101,11 @@ async function rig(t: Test, splice: SpliceRelayShim | null): Promise<Rig> {
     s.on('error', () => undefined);
     onBackend(s);
   });
-  const backendPort = await listen(backend);
   let onSession: (s: Session) => void = () => undefined;
   const session = new Promise<Session>((r) => (onSession = r));
   let onClosed: (r: CloseReason) => void = () => undefined;
   const closed = new Promise<CloseReason>((r) => (onClosed = r));
-  const front = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (g) => {
-    const s = new Session(
-      g,
-      { backend: '127.0.0.1', port: backendPort, sourceIp: '127.0.0.1', connectTimeoutMs: 2000, idleTimeoutMs: 0, keepAliveMs: 10_000, userTimeoutMs: 20_000, splice },
-      createLogger('silent'),
-      counters,
-      (_s, reason) => onClosed(reason),
-    );
-    s.start();
-    onSession(s);
-    t.teardown(() => s.close('shutdown'));
-  });
-  const frontPort = await listen(front);
-  t.teardown(() => {
-    front.close();
-    backend.close();
-  });
-  const guest = net.connect({ port: frontPort, host: '127.0.0.1', allowHalfOpen: true });
-  guest.on('error', () => undefined);
-  await new Promise((r) => guest.once('connect', r));
-  t.teardown(() => guest.destroy());
+  const { guest, counters } = await sessionRig(t, backend, { splice }, { onSession, onClosed: (_s, reason) => onClosed(reason) });
   return { guest, backendSide, session, closed, counters };
 }
 
