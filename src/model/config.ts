@@ -59,6 +59,17 @@ export interface SmbSettings {
   explicit: boolean;
 }
 
+/** A domain's own egress: routing table and conntrack zone (ADR 0011). */
+export interface Egress {
+  iface: string;
+  /** Next hop; null: the backends are on the interface's link. */
+  via: Ip | null;
+  /** Routing table number, also the conntrack zone. */
+  table: number;
+  /** The table was set in the domain file (not allocated). */
+  explicitTable: boolean;
+}
+
 /** One tenant security domain (a Manila share network). */
 export interface Domain {
   file: string;
@@ -70,6 +81,8 @@ export interface Domain {
   shares: Share[];
   smb: SmbSettings;
   nfs: NfsSettings | null;
+  /** Null: the host's routing applies. */
+  egress: Egress | null;
 }
 
 export interface ProxySettings {
@@ -79,6 +92,14 @@ export interface ProxySettings {
   keepAliveMs: number;
   drainTimeoutMs: number;
   maxConnectionsPerGuest: number;
+}
+
+/** Host-wide egress settings (ADR 0011). */
+export interface EgressSettings {
+  /** Tables allocated to domains that name none (also their conntrack zones). */
+  tables: { from: number; to: number };
+  /** Priority of sharegw's policy rules. */
+  rulePriority: number;
 }
 
 export interface DaemonConfig {
@@ -93,6 +114,7 @@ export interface DaemonConfig {
   logLevel: string;
   keepRulesOnExit: boolean;
   proxy: ProxySettings;
+  egress: EgressSettings;
 }
 
 /** The whole validated configuration of one host. */
