@@ -1,6 +1,7 @@
 import { AdminServer } from './admin/server';
 import { loadConfig } from './config/load';
 import { KernelRules } from './dataplane/kernel/plane';
+import { EgressRoutes } from './dataplane/kernel/egress-apply';
 import { ProxyPlane } from './dataplane/proxy/plane';
 import { ConfigError, describeError, formatProblem } from './errors';
 import type { SgwConfig } from './model/config';
@@ -63,6 +64,8 @@ export class Daemon {
   private applied: DesiredState | null = null;
   private generation = 1;
   private readonly kernel = new KernelRules();
+  /** Per-domain egress tables and policy rules (ADR 0011). */
+  private readonly egress = new EgressRoutes();
   /**
    * The proxy runs in both planes. In the kernel plane it carries only the
    * grants steered to it (an SMB or NFS policy the domain set, or `ro`) and
@@ -317,6 +320,17 @@ export class Daemon {
       const proxied = proxiedPart(desired);
       const listening = this.proxy.listening(proxied);
       let report = await this.kernel.apply(desired, listening, !force);
+      // Zones first (just applied), then routes: a domain's first packet
+      // through its table already has its conntrack zone.
+      const eg = await this.egress.apply(desired);
+      if (eg !== null) {
+        if (eg.drifted) {
+          this.counters.inc('sharegw_egress_drift_repairs_total');
+          this.log.warn({ generation: this.generation, batch: eg.sample }, 'another program changed sharegw egress routes or rules; repaired');
+        } else {
+          this.log.info({ generation: this.generation, lines: eg.lines, batch: eg.sample }, 'egress routes and rules applied');
+        }
+      }
       this.tunnels = [
         ...(await adoptTunnels(desired.guests)),
         ...[...vetted.refused.values()].map((r) => ({ key: r.guest.key, iface: r.guest.iface, present: true, error: r.reason })),
@@ -739,6 +753,7 @@ export class Daemon {
       if (released) {
         try {
           await this.kernel.cleanup();
+          await this.egress.cleanup();
         } catch (err) {
           this.log.error({ ...describeError(err) }, 'cleanup on exit failed');
         }
