@@ -692,6 +692,7 @@ export class Daemon {
         name: d.name,
         project: d.project,
         sourceIp: d.sourceIp.text,
+        egress: d.egress === null ? null : { interface: d.egress.iface, via: d.egress.via?.text ?? null, table: d.egress.table, conntrackZone: d.egress.table },
         shares: d.shares.length,
         guests: this.desired.guests
           .filter((g) => g.domain === d.name)

@@ -161,6 +161,29 @@ for (const plane of ['kernel', 'proxy'] as const) {
       t.notMatch(zb, /169\.254\.1\.2|198\.18\.9\.1/, 'no acme flow in beta\'s zone');
     });
 
+    t.test('sharegw explain and status show the egress and table a grant uses', async (t) => {
+      const cli = path.join(ROOT, 'dist/src/cli/sharegw.js');
+      const r = await run(process.execPath, [cli, 'explain', '--socket', d.socket, '--guest', 'beta/g2', '--to', `${BACKEND}:${PORT}`, '--json']);
+      const e = JSON.parse(r.stdout) as { allowed: boolean; guest: { egress: unknown }; lines: string[] };
+      t.equal(e.allowed, true);
+      t.same(e.guest.egress, { interface: 'sgwe-b', via: '198.18.7.1', table: TABLE.b, conntrackZone: TABLE.b });
+      t.match(e.lines.join('\n'), `egress sgwe-b via 198.18.7.1, routing table ${TABLE.b}, conntrack zone ${TABLE.b}`);
+      const st = (await d.status()) as { domains: { name: string; egress: unknown }[] };
+      t.same(st.domains.find((x) => x.name === 'acme')?.egress, { interface: 'sgwe-a', via: null, table: TABLE.a, conntrackZone: TABLE.a });
+      const human = await run(process.execPath, [cli, 'status', '--socket', d.socket]);
+      t.match(human.stdout, /acme\s+198\.18\.9\.1\s+sgwe-a\s+-\s+20001/);
+    });
+
+    t.test('the periodic sync repairs a deleted rule and route and counts it', async (t) => {
+      await run('ip', ['rule', 'del', 'iif', 'sgwt-g1', 'lookup', String(TABLE.a), 'pref', '20000'], { ns: NS.gw });
+      await run('ip', ['route', 'del', `${BACKEND}/32`, 'table', String(TABLE.a)], { ns: NS.gw });
+      await until('rule and route restored', async () => (await gw(['ip', 'rule', 'show'])).includes(`iif sgwt-g1 lookup ${TABLE.a}`) && (await gw(['ip', 'route', 'show', 'table', String(TABLE.a)])).includes(BACKEND));
+      const st = (await d.status()) as { counters: Record<string, number> };
+      t.ok((st.counters['sharegw_egress_drift_repairs_total'] ?? 0) >= 1, 'drift repair counted');
+      const a = await fetch(NS.g1, 1024);
+      t.ok(a.ok, 'acme works again');
+    });
+
     t.test('a domain\'s traffic never falls back to host routing', async (t) => {
       // Other backend addresses are unreachable in the domain's table, and
       // the lab's host-routed backends are not the domain's anyway.
