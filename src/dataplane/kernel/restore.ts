@@ -156,7 +156,8 @@ export async function ipBatch(text: string): Promise<void> {
     throw new KernelApplyError('SGW_ERR_KERNEL_ROUTES_FAILED', `${IP_BINARY} -batch exited ${String(r.code)}: ${r.stderr.trim().split('\n').slice(0, 3).join('; ')}`, {
       exitCode: r.code,
       stderr: r.stderr,
-      context: failureContext(text, r.stderr),
+      // iproute2 says "Command failed -:N" for line N of the batch.
+      context: failureContext(text, r.stderr.replace(/Command failed -:(\d+)/, 'line $1')),
     });
   }
 }
