@@ -58,13 +58,22 @@ export function renderEgress(desired: DesiredState): EgressSpec {
   const routes: EgressRoute[] = [];
   const rules: EgressRule[] = [];
   const priority = desired.rulePriority ?? DEFAULT_PRIORITY;
+  const byDomain = new Map<string, DesiredState['guests']>();
+  for (const g of desired.guests) {
+    const list = byDomain.get(g.domain);
+    if (list === undefined) {
+      byDomain.set(g.domain, [g]);
+    } else {
+      list.push(g);
+    }
+  }
   for (const e of desired.egress ?? []) {
     routes.push({ table: e.table, dst: 'default', type: 'unreachable' });
     for (const b of e.backends) {
       routes.push({ table: e.table, dst: b, type: 'unicast', dev: e.iface, ...(e.via === null ? {} : { via: e.via }) });
     }
     rules.push({ priority, table: e.table, from: e.sourceIp });
-    for (const g of desired.guests.filter((x) => x.domain === e.domain)) {
+    for (const g of byDomain.get(e.domain) ?? []) {
       rules.push({ priority, table: e.table, iif: g.iface });
       rules.push({ priority, table: e.table, from: g.guestIp });
     }
