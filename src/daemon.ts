@@ -250,7 +250,9 @@ export class Daemon {
           access.info({ event: 'open', ...rec }, 'flow open');
         } else if (e.type === 'update' && (f.state === 'CLOSE' || f.state === 'TIME_WAIT') && open.get(k)?.closed === false) {
           // UPDATE events carry no counters: read them while the entry lives.
-          const p = getFlow(f.orig.src, f.orig.dst, f.orig.sport, f.orig.dport).then((now) => close(k, now ?? f, f.state === 'CLOSE' ? 'reset' : 'done'));
+          const guestDomain = this.applied?.guests.find((x) => x.guestIp === f.orig.src)?.domain;
+          const zone = this.applied?.egress?.find((x) => x.domain === guestDomain)?.table;
+          const p = getFlow(f.orig.src, f.orig.dst, f.orig.sport, f.orig.dport, zone).then((now) => close(k, now ?? f, f.state === 'CLOSE' ? 'reset' : 'done'));
           this.pendingCloses.add(p);
           void p.finally(() => this.pendingCloses.delete(p));
         } else if (e.type === 'destroy') {
