@@ -66,6 +66,8 @@ export class Daemon {
   private readonly kernel = new KernelRules();
   /** Per-domain egress tables and policy rules (ADR 0011). */
   private readonly egress = new EgressRoutes();
+  /** The last egress batch that applied only partly (status), or null. */
+  private egressError: { message: string; context: string; at: string } | null = null;
   /**
    * The proxy runs in both planes. In the kernel plane it carries only the
    * grants steered to it (an SMB or NFS policy the domain set, or `ro`) and
@@ -325,7 +327,17 @@ export class Daemon {
       // Zones first (just applied), then routes: a domain's first packet
       // through its table already has its conntrack zone.
       const eg = await this.egress.apply(desired);
-      if (eg !== null) {
+      const egressError = eg?.partial ?? null;
+      if (egressError !== null && egressError.message !== this.egressError?.message) {
+        this.counters.inc('sharegw_egress_errors_total');
+        this.log.error({ code: 'SGW_ERR_KERNEL_ROUTES_FAILED', err: egressError.message, context: egressError.context }, 'some egress routes could not be applied; their domains fail closed (unreachable) until the next sync succeeds');
+      }
+      if (eg === null || egressError === null) {
+        this.egressError = null;
+      } else {
+        this.egressError = { ...egressError, at: new Date().toISOString() };
+      }
+      if (eg !== null && egressError === null) {
         if (eg.drifted) {
           this.counters.inc('sharegw_egress_drift_repairs_total');
           this.log.warn({ generation: this.generation, batch: eg.sample }, 'another program changed sharegw egress routes or rules; repaired');
@@ -717,6 +729,7 @@ export class Daemon {
           })),
       })),
       kernel,
+      egressError: this.egressError,
       proxy: { listeners: this.proxy.listenerCount(), flows: this.proxy.flows() },
       counters: this.counters.snapshot(),
     };

@@ -6,9 +6,10 @@
  * marker server in each answers with its name and the peer it sees.
  * Run under the lab lock: flock /tmp/sgwlab.lock npx tap dist/test/integration/egress.test.js
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { LabDaemon, NS, ROOT, background, run, sleep, until } from '../helpers/lab';
+import { LabDaemon, NS, ROOT, background, rmTemp, run, sleep, tempDir, until } from '../helpers/lab';
 import type { Background } from '../helpers/lab';
 
 const BACKEND = '198.18.8.10';
@@ -50,9 +51,35 @@ async function sh(cmd: string, args: string[], ns?: string): Promise<string> {
   return r.stdout;
 }
 
+/**
+ * A real NFSv4 server (nfs-ganesha, no rpcbind: v4 needs none) in backend
+ * namespace `ns`, exporting a directory with a marker file to the domain's
+ * source IP only. Its /run is private (bound per exec), so it never meets
+ * the lab's rpcbind or ganesha.
+ */
+function ganesha(dir: string, ns: string, name: string, src: string): Background {
+  for (const d of ['run', 'rec', 'data']) {
+    fs.mkdirSync(path.join(dir, d), { recursive: true });
+  }
+  fs.writeFileSync(path.join(dir, 'data', 'marker.txt'), `nfs ${ns}\n`);
+  const conf = path.join(dir, 'ganesha.conf');
+  fs.writeFileSync(
+    conf,
+    `NFS_CORE_PARAM { Protocols = 4; NFS_Port = 2049; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; }
+NFSV4 { Graceless = true; Lease_Lifetime = 20; RecoveryBackend = fs; RecoveryRoot = ${dir}/rec; }
+NFS_KRB5 { Active_krb5 = false; }
+EXPORT { Export_Id = 1; Path = ${dir}/data; Pseudo = /export/${name}; Protocols = 4; Transports = TCP; SecType = sys;
+  Squash = No_Root_Squash; Access_Type = None; FSAL { Name = VFS; } CLIENT { Clients = ${src}; Access_Type = RW; } }
+`,
+  );
+  // `ip netns exec` execs sh, which execs ganesha: the child is ganesha itself.
+  return background(ns, 'sh', ['-c', `mount --bind "$0" /run && exec ganesha.nfsd -F -f ${conf} -L ${dir}/ganesha.log -p ${dir}/ganesha.pid -N NIV_EVENT`, path.join(dir, 'run')]);
+}
+
 /** The two backend namespaces and links; returns the teardown. */
 async function topology(): Promise<{ servers: Background[]; down: () => Promise<void> }> {
-  const down = async (): Promise<void> => {
+  const tmp = tempDir('egress-nfs');
+  const clear = async (): Promise<void> => {
     for (const ns of Object.values(BE)) {
       await run('ip', ['netns', 'del', ns]);
     }
@@ -60,7 +87,11 @@ async function topology(): Promise<{ servers: Background[]; down: () => Promise<
       await run('ip', ['route', 'del', `${BACKEND}/32`], { ns: g });
     }
   };
-  await down();
+  const down = async (): Promise<void> => {
+    await clear();
+    rmTemp(tmp);
+  };
+  await clear();
   for (const [k, ns] of Object.entries(BE) as ['a' | 'b', string][]) {
     await sh('ip', ['netns', 'add', ns]);
     await sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
@@ -80,8 +111,10 @@ async function topology(): Promise<{ servers: Background[]; down: () => Promise<
     await sh('ip', ['route', 'replace', `${BACKEND}/32`, 'via', `169.254.${n}.1`], g);
   }
   const servers = (Object.entries(BE) as ['a' | 'b', string][]).map(([k, ns]) => background(ns, process.execPath, [MARKER, 'serve', BACKEND, String(PORT), `backend-${k}`]));
+  servers.push(ganesha(path.join(tmp, 'a'), BE.a, 'acme', SRC.a), ganesha(path.join(tmp, 'b'), BE.b, 'beta', SRC.b));
   for (const ns of Object.values(BE)) {
     await until(`marker server in ${ns}`, async () => (await run('ss', ['-Hltn', `sport = :${PORT}`], { ns })).stdout.includes(String(PORT)));
+    await until(`nfs-ganesha in ${ns}`, async () => (await run('ss', ['-Hltn', 'sport = :2049'], { ns })).stdout.includes('2049'), 20_000);
   }
   return { servers, down };
 }
@@ -116,6 +149,7 @@ for (const plane of ['kernel', 'proxy'] as const) {
       for (const s of topo.servers) {
         s.kill();
       }
+      await Promise.all(topo.servers.map((s) => s.done));
       await topo.down();
     });
     // The lab's own domain files are replaced by ours.
@@ -127,6 +161,15 @@ for (const plane of ['kernel', 'proxy'] as const) {
       t.ok(a.ok && b.ok, `both echoed: ${JSON.stringify([a, b])}`);
       t.match(a.marker, new RegExp(`^backend-a ${SRC.a.replace(/\./g, '\\.')}:\\d+$`), 'acme answered by backend a, seen from acme\'s source IP');
       t.match(b.marker, new RegExp(`^backend-b ${SRC.b.replace(/\./g, '\\.')}:\\d+$`), 'beta answered by backend b, seen from beta\'s source IP');
+    });
+
+    t.test('a real NFSv4 read reaches each domain\'s own server, and the other domain\'s export is not reachable', async (t) => {
+      for (const [ns, name, other, be] of [[NS.g1, 'acme', 'beta', BE.a], [NS.g2, 'beta', 'acme', BE.b]] as const) {
+        const r = await run('nfs-cat', [`nfs://${BACKEND}/export/${name}/marker.txt?version=4`], { ns, timeoutMs: 20_000 });
+        t.equal(r.stdout, `nfs ${be}\n`, `${name}'s guest reads its marker from ${be} (${r.stderr.trim()})`);
+        const x = await run('nfs-cat', [`nfs://${BACKEND}/export/${other}/marker.txt?version=4`], { ns, timeoutMs: 20_000 });
+        t.not(x.stdout, `nfs ${other === 'acme' ? BE.a : BE.b}\n`, `${name}'s guest never reads ${other}'s marker`);
+      }
     });
 
     t.test('the kernel holds a table, rules and a zone per domain', async (t) => {
@@ -182,6 +225,23 @@ for (const plane of ['kernel', 'proxy'] as const) {
       t.ok((st.counters['sharegw_egress_drift_repairs_total'] ?? 0) >= 1, 'drift repair counted');
       const a = await fetch(NS.g1, 1024);
       t.ok(a.ok, 'acme works again');
+    });
+
+    t.test('a domain whose egress interface is missing fails closed; the others keep working', async (t) => {
+      d.writeDomain('gamma.yaml', `name: gamma\nproject: p-gamma\nshareNetwork: net-gamma\nsourceIp: 198.18.9.3\negress: { interface: sgwe-none, table: 20003 }\nshares:\n  - id: gamma-nfs\n    proto: NFS\n    exportLocations: ["${BACKEND}:/export/gamma"]\n    accessRules: [{ accessType: ip, accessTo: 198.19.9.0/24, accessLevel: rw }]\n`);
+      t.equal((await d.sighup()).ok, true);
+      await until('egress error reported', async () => ((await d.status()) as { egressError: unknown }).egressError !== null);
+      const st = (await d.status()) as { egressError: { message: string }; lastSync: { ok: boolean } };
+      t.equal(st.lastSync.ok, true, 'the sync itself succeeds');
+      t.match(st.egressError.message, /sgwe-none|Cannot find device/);
+      t.match(await gw(['ip', 'route', 'show', 'table', '20003']), /unreachable default/, 'gamma\'s table ends in unreachable');
+      t.match(await gw(['ip', 'rule', 'show']), /from 198\.18\.9\.3 lookup 20003/, 'gamma\'s rule is in place');
+      const a = await fetch(NS.g1, 1024);
+      t.ok(a.ok, 'acme unaffected');
+      d.writeDomain('gamma.yaml', null);
+      t.equal((await d.sighup()).ok, true);
+      await until('gamma gone', async () => !(await gw(['ip', 'rule', 'show'])).includes('lookup 20003'));
+      await until('egress error cleared', async () => ((await d.status()) as { egressError: unknown }).egressError === null);
     });
 
     t.test('a domain\'s traffic never falls back to host routing', async (t) => {

@@ -11,6 +11,12 @@ export interface EgressReport {
   drifted: boolean;
   /** Up to 6 lines of the batch, for the log. */
   sample: string[];
+  /**
+   * Some lines failed (a missing egress interface, say) but every rule and
+   * every table's unreachable default is in place: the affected domains fail
+   * closed, the others work. Null when the batch fully applied.
+   */
+  partial: { message: string; context: string } | null;
 }
 
 /**
@@ -40,10 +46,26 @@ export class EgressRoutes {
     // Same desired spec as last time, yet the kernel differs: someone else
     // changed our rules or routes.
     const drifted = this.last === wantKey;
-    await ipBatch(text);
-    this.last = wantKey;
     const lines = text.trimEnd().split('\n');
-    return { lines: lines.length, drifted, sample: lines.slice(0, 6) };
+    try {
+      await ipBatch(text);
+    } catch (err) {
+      // Only a failure that leaves a domain's traffic able to reach the
+      // host's routing is fatal for the sync: every rule must be there and
+      // every table must end in its unreachable default.
+      const now = await this.read();
+      const rules = new Set(now.rules.map(ruleKey));
+      const routes = new Set(now.routes.map(routeKey));
+      const closed = want.rules.every((r) => rules.has(ruleKey(r))) && want.routes.filter((r) => r.type === 'unreachable').every((r) => routes.has(routeKey(r)));
+      if (!closed) {
+        throw err;
+      }
+      this.last = null;
+      const e = err as { message: string; context?: string };
+      return { lines: lines.length, drifted, sample: lines.slice(0, 6), partial: { message: e.message, context: e.context ?? '' } };
+    }
+    this.last = wantKey;
+    return { lines: lines.length, drifted, sample: lines.slice(0, 6), partial: null };
   }
 
   /** Removes every rule and route of ours. Returns whether anything was removed. */
