@@ -1,6 +1,7 @@
 import { AdminServer } from './admin/server';
 import { loadConfig } from './config/load';
 import { KernelRules } from './dataplane/kernel/plane';
+import { EgressRoutes } from './dataplane/kernel/egress-apply';
 import { ProxyPlane } from './dataplane/proxy/plane';
 import { ConfigError, describeError, formatProblem } from './errors';
 import type { SgwConfig } from './model/config';
@@ -66,6 +67,10 @@ export class Daemon {
   private applied: DesiredState | null = null;
   private generation = 1;
   private readonly kernel = new KernelRules();
+  /** Per-domain egress tables and policy rules (ADR 0011). */
+  private readonly egress = new EgressRoutes();
+  /** The last egress batch that applied only partly (status), or null. */
+  private egressError: { message: string; context: string; at: string } | null = null;
   /**
    * The proxy runs in both planes. In the kernel plane it carries only the
    * grants steered to it (an SMB or NFS policy the domain set, or `ro`) and
@@ -277,7 +282,9 @@ export class Daemon {
           access.info({ event: 'open', ...rec }, 'flow open');
         } else if (e.type === 'update' && (f.state === 'CLOSE' || f.state === 'TIME_WAIT') && open.get(k)?.closed === false) {
           // UPDATE events carry no counters: read them while the entry lives.
-          const p = getFlow(f.orig.src, f.orig.dst, f.orig.sport, f.orig.dport).then((now) => close(k, now ?? f, f.state === 'CLOSE' ? 'reset' : 'done'));
+          const guestDomain = this.applied?.guests.find((x) => x.guestIp === f.orig.src)?.domain;
+          const zone = this.applied?.egress?.find((x) => x.domain === guestDomain)?.table;
+          const p = getFlow(f.orig.src, f.orig.dst, f.orig.sport, f.orig.dport, zone).then((now) => close(k, now ?? f, f.state === 'CLOSE' ? 'reset' : 'done'));
           this.pendingCloses.add(p);
           void p.finally(() => this.pendingCloses.delete(p));
         } else if (e.type === 'destroy') {
@@ -347,6 +354,27 @@ export class Daemon {
       const proxied = proxiedPart(desired);
       const listening = this.proxy.listening(proxied);
       let report = await this.kernel.apply(desired, listening, !force);
+      // Zones first (just applied), then routes: a domain's first packet
+      // through its table already has its conntrack zone.
+      const eg = await this.egress.apply(desired);
+      const egressError = eg?.partial ?? null;
+      if (egressError !== null && egressError.message !== this.egressError?.message) {
+        this.counters.inc('sharegw_egress_errors_total');
+        this.log.error({ code: 'SGW_ERR_KERNEL_ROUTES_FAILED', err: egressError.message, context: egressError.context }, 'some egress routes could not be applied; their domains fail closed (unreachable) until the next sync succeeds');
+      }
+      if (eg === null || egressError === null) {
+        this.egressError = null;
+      } else {
+        this.egressError = { ...egressError, at: new Date().toISOString() };
+      }
+      if (eg !== null && egressError === null) {
+        if (eg.drifted) {
+          this.counters.inc('sharegw_egress_drift_repairs_total');
+          this.log.warn({ generation: this.generation, batch: eg.sample }, 'another program changed sharegw egress routes or rules; repaired');
+        } else {
+          this.log.info({ generation: this.generation, lines: eg.lines, batch: eg.sample }, 'egress routes and rules applied');
+        }
+      }
       this.tunnels = [
         ...(await adoptTunnels(desired.guests)),
         ...[...vetted.refused.values()].map((r) => ({ key: r.guest.key, iface: r.guest.iface, present: true, error: r.reason })),
@@ -731,6 +759,7 @@ export class Daemon {
         name: d.name,
         project: d.project,
         sourceIp: d.sourceIp.text,
+        egress: d.egress === null ? null : { interface: d.egress.iface, via: d.egress.via?.text ?? null, table: d.egress.table, conntrackZone: d.egress.table },
         shares: d.shares.length,
         guests: this.desired.guests
           .filter((g) => g.domain === d.name)
@@ -753,6 +782,7 @@ export class Daemon {
           })),
       })),
       kernel,
+      egressError: this.egressError,
       proxy: { listeners: this.proxy.listenerCount(), flows: this.proxy.flows() },
       counters: this.counters.snapshot(),
     };
@@ -793,6 +823,7 @@ export class Daemon {
       if (released) {
         try {
           await this.kernel.cleanup();
+          await this.egress.cleanup();
         } catch (err) {
           this.log.error({ ...describeError(err) }, 'cleanup on exit failed');
         }

@@ -63,7 +63,7 @@ interface StatusView {
   dataplane: string;
   generation: number;
   lastSync: { ok: boolean; at: string; error?: { message: string } } | null;
-  domains: { name: string; sourceIp: string; guests: { instance: string; tunnel: string; guestIp: string; tunnelState: string; grants: { backend: string; service: string; level: string }[] }[] }[];
+  domains: { name: string; sourceIp: string; egress?: { interface: string; via: string | null; table: number } | null; guests: { instance: string; tunnel: string; guestIp: string; tunnelState: string; grants: { backend: string; service: string; level: string }[] }[] }[];
   kernel: { byGuest?: Record<string, Record<string, number>> } | null;
   proxy: { listeners: number; flows: unknown[] } | null;
   manila?: {
@@ -95,6 +95,14 @@ function human(s: StatusView): string {
   }
   if (s.native !== undefined) {
     lines.push(formatNative(s.native));
+  }
+  const withEgress = s.domains.filter((d) => d.egress !== undefined && d.egress !== null);
+  if (withEgress.length > 0) {
+    lines.push('', 'DOMAIN       SOURCE IP        EGRESS           VIA              TABLE/ZONE');
+    for (const d of withEgress) {
+      const e = d.egress as { interface: string; via: string | null; table: number };
+      lines.push(`${d.name.padEnd(12)} ${d.sourceIp.padEnd(16)} ${e.interface.padEnd(16)} ${(e.via ?? '-').padEnd(16)} ${e.table}`);
+    }
   }
   lines.push('', 'DOMAIN       GUEST                                  TUNNEL      STATE     GRANTS  DENIED  SPOOFED');
   for (const d of s.domains) {

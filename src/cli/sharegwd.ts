@@ -8,6 +8,7 @@ import { createLogger } from '../observability/logger';
 import { compileDesired } from '../policy/policy';
 import { releaseTunnelPeer } from '../tunnels/host';
 import { parseArgs, DEFAULT_CONFIG } from './args';
+import { EgressRoutes } from '../dataplane/kernel/egress-apply';
 import { checkConfig } from './check';
 
 const USAGE = `usage: sharegwd [--config FILE] [--check-config | --cleanup]
@@ -15,7 +16,8 @@ const USAGE = `usage: sharegwd [--config FILE] [--check-config | --cleanup]
   --check-config   validate the daemon file and every domain file, print all problems, exit 1 if any
   --cleanup        remove every iptables chain and jump sharegw owns and take the
                    gateway address off every tunnel they guarded (and, with --config,
-                   every configured tunnel), then exit
+                   every configured tunnel), remove sharegw's egress routes and
+                   policy rules (protocol 213), then exit
   --version        print the version
 Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT stop (kernel rules are kept by default).`;
 
@@ -97,6 +99,16 @@ async function cleanup(configFile: string | null): Promise<number> {
     print(removed ? 'sharegwd: removed all sharegw chains and jumps' : 'sharegwd: nothing to clean up');
   } catch (err) {
     printErr(`sharegwd: cleanup failed: ${describeError(err).message}`);
+    return 1;
+  }
+  // Routes after chains: with the tunnels released nothing of a guest's
+  // reaches them, and while chains remain a domain's traffic must never
+  // fall back to host routing (another tenant's network).
+  try {
+    const removed = await new EgressRoutes().cleanup();
+    print(removed ? 'sharegwd: removed all sharegw egress routes and rules' : 'sharegwd: no egress routes or rules to clean up');
+  } catch (err) {
+    printErr(`sharegwd: egress cleanup failed: ${describeError(err).message}`);
     return 1;
   }
   return rc;

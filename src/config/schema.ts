@@ -63,6 +63,15 @@ export const daemonFileSchema = z.strictObject({
   metrics: z.union([nonEmpty, z.literal(false), z.null()]).optional(),
   syncInterval: duration.optional(),
   log: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info') }).optional(),
+  /** Per-domain egress (ADR 0011): routing tables, rule priority. */
+  egress: z
+    .strictObject({
+      /** Tables (and conntrack zones) allocated to domains without an explicit table, "FROM-TO". */
+      tables: z.string().optional(),
+      /** Priority of every policy rule sharegw installs. */
+      rulePriority: z.number().int().min(1).max(32765).optional(),
+    })
+    .optional(),
   kernel: z
     .strictObject({
       /** Keep rules when the daemon exits so that flows survive restarts. */
@@ -114,6 +123,19 @@ export const domainTopSchema = z.strictObject({
     })
     .optional(),
   sourceIp: nonEmpty,
+  /**
+   * The domain's own way to its backends (ADR 0011): routes in a table of
+   * its own through this interface (and next hop), a conntrack zone of its
+   * own. Without it the host's routing applies.
+   */
+  egress: z
+    .strictObject({
+      interface: nonEmpty,
+      via: nonEmpty.optional(),
+      /** Routing table and conntrack zone number; allocated from the daemon's range when absent. */
+      table: z.number().int().min(1).max(65535).optional(),
+    })
+    .optional(),
   guests: z.array(z.unknown()).default([]),
   shares: z.array(z.unknown()).default([]),
 });

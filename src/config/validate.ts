@@ -39,6 +39,10 @@ export interface ValidationResult {
 
 const IFACE_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 const DEFAULT_PORT_RANGE = { from: 40000, to: 44999 };
+/** Defaults of the daemon's `egress` block (ADR 0011). */
+export const DEFAULT_EGRESS = { tables: { from: 20000, to: 20999 }, rulePriority: 20000 } as const;
+/** Tables the kernel reserves (RFC-less: rt_tables unspec, default, main, local). */
+const RESERVED_TABLES = new Set([0, 253, 254, 255]);
 
 /**
  * Validates a daemon file and its domain files completely, returning every
@@ -66,6 +70,7 @@ export function validateConfig(daemonSrc: SourceText, domainSrcs: readonly Sourc
     }
   }
   crossDomainChecks(checked, problems);
+  allocateTables(checked, daemon?.egress.tables ?? DEFAULT_EGRESS.tables, problems);
   const domains = broken ? [] : checked.map((c) => c.domain);
 
   if (daemon !== null) {
@@ -156,6 +161,18 @@ function checkDaemon(src: YamlSource, out: ConfigProblem[], clouds: SourceText |
       portRange = { from, to };
     }
   }
+  let egressTables: { from: number; to: number } = DEFAULT_EGRESS.tables;
+  if (f.egress?.tables !== undefined) {
+    const m = /^(\d{1,5})-(\d{1,5})$/.exec(f.egress.tables);
+    const from = Number(m?.[1]);
+    const to = Number(m?.[2]);
+    // Table numbers double as conntrack zones, which are 16 bits.
+    if (m === null || from < 1 || to > 65535 || from > to || [...RESERVED_TABLES].some((r) => r >= from && r <= to)) {
+      out.push(src.problem(['egress', 'tables'], 'SGW_ERR_CONFIG_BAD_TABLE_RANGE', `"${f.egress.tables}" is not a range FROM-TO within 1-65535 that avoids the kernel's tables 253-255`));
+    } else {
+      egressTables = { from, to };
+    }
+  }
   if (typeof f.metrics === 'string') {
     const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)|localhost):(\d{1,5})$/.exec(f.metrics);
     const host = m?.[1] ?? m?.[2];
@@ -176,6 +193,7 @@ function checkDaemon(src: YamlSource, out: ConfigProblem[], clouds: SourceText |
     syncIntervalMs: dur(f.syncInterval, ['syncInterval'], 10_000, 100),
     logLevel: f.log?.level ?? 'info',
     keepRulesOnExit: f.kernel?.keepRulesOnExit ?? true,
+    egress: { tables: egressTables, rulePriority: f.egress?.rulePriority ?? DEFAULT_EGRESS.rulePriority },
     proxy: {
       portRange,
       connectTimeoutMs: dur(f.proxy?.connectTimeout, ['proxy', 'connectTimeout'], 5_000, 1),
@@ -358,6 +376,18 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
       }
     }
   }
+  let egress: Domain['egress'] = null;
+  if (f.egress !== undefined) {
+    if (!IFACE_RE.test(f.egress.interface)) {
+      out.push(src.problem(['egress', 'interface'], 'SGW_ERR_CONFIG_BAD_INTERFACE', `"${f.egress.interface}" is not a valid interface name (1-15 chars of A-Z a-z 0-9 _ . -)`));
+    }
+    const via = f.egress.via === undefined ? null : ip(f.egress.via, ['egress', 'via'], true);
+    if (f.egress.table !== undefined && RESERVED_TABLES.has(f.egress.table)) {
+      out.push(src.problem(['egress', 'table'], 'SGW_ERR_CONFIG_BAD_TABLE', `table ${f.egress.table} is the kernel's own (253 default, 254 main, 255 local)`));
+    }
+    // Table 0 until allocateTables() gives one (after every file is read).
+    egress = { iface: f.egress.interface, via, table: f.egress.table ?? 0, explicitTable: f.egress.table !== undefined };
+  }
   const domain: Domain = {
     file: src.file,
     name: f.name,
@@ -367,6 +397,7 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
     shares,
     smb: { minDialect: DIALECTS[f.smb?.minDialect ?? '3.0'] ?? 0x0300, explicit: f.smb !== undefined },
     nfs,
+    egress,
   };
   if (f.shareNetwork !== undefined) {
     domain.shareNetwork = f.shareNetwork;
@@ -432,6 +463,41 @@ function crossDomainChecks(checked: readonly Checked[], out: ConfigProblem[]): v
       claim('share', s.id, c, ['shares', c.shareIndex[n] ?? 0, 'id'], 'share id');
     });
   }
+  // Two domains on different share networks that use one backend address
+  // mean two servers in two tenant networks (Manila puts a share server on
+  // each share network): the host's routing reaches only one of them, so at
+  // least one domain needs its own egress (issue 6). Domains without a
+  // share network, or on the same one, may share a server through the host
+  // routing as before (DHSS=False share servers serve every tenant; ADR 0011).
+  const backends = new Map<string, { c: Checked; path: (string | number)[] }>();
+  for (const c of checked) {
+    const seen = new Set<string>();
+    c.domain.shares.forEach((s, n) => {
+      s.exportLocations.forEach((l, ei) => {
+        const a = l.host.text;
+        if (seen.has(a)) {
+          return;
+        }
+        seen.add(a);
+        const p = ['shares', c.shareIndex[n] ?? 0, 'exportLocations', ei];
+        const prev = backends.get(a);
+        if (prev === undefined) {
+          backends.set(a, { c, path: p });
+          return;
+        }
+        const n1 = prev.c.domain.shareNetwork;
+        const n2 = c.domain.shareNetwork;
+        const twoNetworks = n1 !== undefined && n2 !== undefined && n1 !== n2;
+        if (twoNetworks && prev.c.domain.egress === null && c.domain.egress === null) {
+          const prevLine = prev.c.src.problem(prev.path, '', '').line;
+          const where = `${path.basename(prev.c.src.file)}${prevLine === undefined ? '' : `:${prevLine}`}`;
+          out.push(
+            c.src.problem(p, 'SGW_ERR_CONFIG_SHARED_BACKEND', `backend address ${a} is also used by domain "${prev.c.domain.name}" (${where}); ${path.basename(c.src.file)} and ${path.basename(prev.c.src.file)} are on different share networks and may share it only if at least one of them has its own egress`),
+          );
+        }
+      });
+    });
+  }
   // Offset maps: each domain owns backend ids [idOffset, idOffset + 65536).
   // Two windows that overlap would give two domains one backend owner.
   const windows = checked.filter((c) => c.domain.nfs?.idOffset != null).sort((a, b) => (a.domain.nfs?.idOffset ?? 0) - (b.domain.nfs?.idOffset ?? 0));
@@ -445,6 +511,59 @@ function crossDomainChecks(checked: readonly Checked[], out: ConfigProblem[]): v
       out.push(c.src.problem(['nfs', 'idOffset'], 'SGW_ERR_CONFIG_DUPLICATE', `idOffset ${b} overlaps domain "${prev.domain.name}" (${where}, idOffset ${a}): backend ids ${b}-${a + ID_WINDOW - 1} would belong to both; offsets must be at least ${ID_WINDOW} apart`));
     }
   }
+}
+
+/**
+ * Gives every domain with an egress its table (and conntrack zone). An
+ * explicit table is claimed first; the others get, in name order, the first
+ * free table at or after a slot picked by a hash of the domain name, so a
+ * domain keeps its table across restarts and reloads as long as no new
+ * domain takes that slot first (ADR 0011).
+ */
+export function allocateTables(checked: readonly { domain: Domain; src: YamlSource }[], range: { from: number; to: number }, out: ConfigProblem[]): void {
+  const taken = new Map<number, string>();
+  for (const c of checked) {
+    const e = c.domain.egress;
+    if (e === null || !e.explicitTable) {
+      continue;
+    }
+    const prev = taken.get(e.table);
+    if (prev !== undefined) {
+      out.push(c.src.problem(['egress', 'table'], 'SGW_ERR_CONFIG_DUPLICATE', `table ${e.table} is already claimed by domain "${prev}"`));
+      continue;
+    }
+    taken.set(e.table, c.domain.name);
+  }
+  const size = range.to - range.from + 1;
+  const rest = checked.filter((c) => c.domain.egress !== null && !c.domain.egress.explicitTable).sort((a, b) => (a.domain.name < b.domain.name ? -1 : a.domain.name > b.domain.name ? 1 : 0));
+  for (const c of rest) {
+    const e = c.domain.egress as NonNullable<Domain['egress']>;
+    const start = nameSlot(c.domain.name, size);
+    let got: number | null = null;
+    for (let i = 0; i < size; i++) {
+      const t = range.from + ((start + i) % size);
+      if (!taken.has(t) && !RESERVED_TABLES.has(t)) {
+        got = t;
+        break;
+      }
+    }
+    if (got === null) {
+      out.push(c.src.problem(['egress'], 'SGW_ERR_CONFIG_NO_TABLE', `no free table left in ${range.from}-${range.to} (daemon egress.tables)`));
+      continue;
+    }
+    e.table = got;
+    taken.set(got, c.domain.name);
+  }
+}
+
+/** FNV-1a of the name, modulo `size`: pure and stable across versions of Node. */
+function nameSlot(name: string, size: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) {
+    h ^= name.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h % size;
 }
 
 function byPosition(a: ConfigProblem, b: ConfigProblem): number {

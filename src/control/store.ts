@@ -124,10 +124,22 @@ const guestSchema = z.strictObject({
   grants: z.array(grantSchema),
 });
 
-const desiredSchema: z.ZodType<DesiredState> = z.strictObject({
+const egressSchema = z.strictObject({
+  domain: nonEmpty,
+  iface: nonEmpty,
+  via: ipText.nullable(),
+  table: z.number().int().min(1).max(65535),
+  sourceIp: ipText,
+  backends: z.array(ipText),
+});
+
+// Cast: zod's optional() output admits undefined, exactOptionalPropertyTypes does not.
+const desiredSchema = z.strictObject({
   dataplane: z.enum(['kernel', 'proxy']),
   guests: z.array(guestSchema),
-});
+  egress: z.array(egressSchema).optional(),
+  rulePriority: z.number().int().min(1).max(32765).optional(),
+}) as unknown as z.ZodType<DesiredState>;
 
 const persistedSchema: z.ZodType<PersistedState> = z.strictObject({
   version: z.literal(STATE_VERSION),

@@ -60,6 +60,17 @@ export interface SmbSettings {
   explicit: boolean;
 }
 
+/** A domain's own egress: routing table and conntrack zone (ADR 0011). */
+export interface Egress {
+  iface: string;
+  /** Next hop; null: the backends are on the interface's link. */
+  via: Ip | null;
+  /** Routing table number, also the conntrack zone. */
+  table: number;
+  /** The table was set in the domain file (not allocated). */
+  explicitTable: boolean;
+}
+
 /** One tenant security domain (a Manila share network). */
 export interface Domain {
   file: string;
@@ -71,6 +82,8 @@ export interface Domain {
   shares: Share[];
   smb: SmbSettings;
   nfs: NfsSettings | null;
+  /** Null: the host's routing applies. */
+  egress: Egress | null;
 }
 
 export interface ProxySettings {
@@ -117,6 +130,14 @@ export interface ManilaSettings {
   notificationsExchange: string;
 }
 
+/** Host-wide egress settings (ADR 0011). */
+export interface EgressSettings {
+  /** Tables allocated to domains that name none (also their conntrack zones). */
+  tables: { from: number; to: number };
+  /** Priority of sharegw's policy rules. */
+  rulePriority: number;
+}
+
 export interface DaemonConfig {
   file: string;
   node: string;
@@ -131,6 +152,7 @@ export interface DaemonConfig {
   proxy: ProxySettings;
   /** Null: shares come from domain files only. */
   manila: ManilaSettings | null;
+  egress: EgressSettings;
 }
 
 /** The whole validated configuration of one host. */

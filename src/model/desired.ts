@@ -68,10 +68,29 @@ export interface GuestState {
 }
 
 /**
+ * A domain's own egress (ADR 0011): a routing table with routes to its
+ * backends through `iface` (and `via`), policy rules sending its guests'
+ * tunnels and its source IP there, and a conntrack zone (= table).
+ */
+export interface EgressState {
+  domain: string;
+  iface: string;
+  via: string | null;
+  table: number;
+  sourceIp: string;
+  /** The domain's backend addresses (every export location host), sorted. */
+  backends: string[];
+}
+
+/**
  * The complete desired state of one host, computed from configuration by
  * policy/compile.ts. Data planes apply it; they never look at config.
  */
 export interface DesiredState {
   dataplane: Dataplane;
   guests: GuestState[];
+  /** Domains with their own egress, by name; absent or empty: host routing only. */
+  egress?: EgressState[];
+  /** Priority of the egress policy rules. */
+  rulePriority?: number;
 }

@@ -41,6 +41,8 @@ const HELP: Record<string, string> = {
   sharegw_rule_applies_total: 'Rule applies (iptables-restore) by result',
   sharegw_sync_errors_total: 'Failed syncs by error code',
   sharegw_rule_drift_repairs_total: 'Repairs of sharegw chains or jumps changed by another program',
+  sharegw_egress_drift_repairs_total: 'Repairs of sharegw egress routes or policy rules changed by another program',
+  sharegw_egress_errors_total: 'Egress batches that applied only partly (the affected domains fail closed)',
   sharegw_revocations_total: 'Revoked grants by reason',
   sharegw_flows_cut_total: 'Established flows cut by revocation, by plane',
   sharegw_conntrack_errors_total: 'Failed conntrack deletions by error code',

@@ -57,6 +57,8 @@ export interface ExplainedGuest {
   /** Tenant addresses: what access rules are compared with. */
   addresses: string[];
   matchedBy: GuestRefKind;
+  /** The domain's own egress (ADR 0011); null: the host's routing. */
+  egress: { interface: string; via: string | null; table: number; conntrackZone: number } | null;
 }
 
 /** One access rule of a share, checked against the guest's addresses. */
@@ -175,8 +177,11 @@ export function explain(config: SgwConfig, desired: DesiredState, guestRef: stri
     sourceIp: domain.sourceIp.text,
     addresses: guest.addresses.map((a) => a.text),
     matchedBy: resolved.by,
+    egress: domain.egress === null ? null : { interface: domain.egress.iface, via: domain.egress.via?.text ?? null, table: domain.egress.table, conntrackZone: domain.egress.table },
   };
-  const guestLine = `guest ${who.key}: domain ${who.domain}, instance ${who.instance}, tunnel ${who.tunnel} (guest IP ${who.guestIp}), tenant addresses ${who.addresses.join(', ')}; backends see ${who.sourceIp}`;
+  const eg = who.egress;
+  const egressText = eg === null ? '' : `; egress ${eg.interface}${eg.via === null ? '' : ` via ${eg.via}`}, routing table ${eg.table}, conntrack zone ${eg.conntrackZone}`;
+  const guestLine = `guest ${who.key}: domain ${who.domain}, instance ${who.instance}, tunnel ${who.tunnel} (guest IP ${who.guestIp}), tenant addresses ${who.addresses.join(', ')}; backends see ${who.sourceIp}${egressText}`;
   if (dst === null || !Number.isInteger(to.port) || to.port < 1 || to.port > 65535) {
     const why = dst === null ? `"${to.addr}" is not an IP address` : `${String(to.port)} is not a TCP port (1-65535)`;
     return { ...base, guest: who, reason: 'invalid-destination', summary: `denied: ${why}`, lines: [`denied: ${why}`, guestLine] };

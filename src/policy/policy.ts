@@ -1,5 +1,5 @@
 import type { AccessLevel, Domain, Guest, Share, SgwConfig } from '../model/config';
-import type { DesiredState, Grant, GuestState, Service } from '../model/desired';
+import type { DesiredState, EgressState, Grant, GuestState, Service } from '../model/desired';
 import { cidrContains } from '../util/ip';
 import type { Ip } from '../util/ip';
 
@@ -158,5 +158,15 @@ export function compileDesired(config: SgwConfig): DesiredState {
     }
   }
   guests.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  return { dataplane: config.daemon.dataplane, guests };
+  const egress: EgressState[] = [];
+  for (const d of config.domains) {
+    if (d.egress === null) {
+      continue;
+    }
+    const backends = [...new Set(d.shares.flatMap((s) => s.exportLocations.map((l) => l.host.text)))].sort();
+    egress.push({ domain: d.name, iface: d.egress.iface, via: d.egress.via?.text ?? null, table: d.egress.table, sourceIp: d.sourceIp.text, backends });
+  }
+  egress.sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : 0));
+  // Without egress the desired state keeps its old shape (state files, tests).
+  return egress.length === 0 ? { dataplane: config.daemon.dataplane, guests } : { dataplane: config.daemon.dataplane, guests, egress, rulePriority: config.daemon.egress.rulePriority };
 }

@@ -152,6 +152,7 @@ t.test('the documented daemon file and the shipped acme domain validate cleanly'
     syncIntervalMs: 10_000,
     logLevel: 'info',
     keepRulesOnExit: true,
+    egress: { tables: { from: 20000, to: 20999 }, rulePriority: 20000 },
     proxy: {
       portRange: { from: 40000, to: 44999 },
       connectTimeoutMs: 5_000,
@@ -221,13 +222,18 @@ t.test('the configuration layer emits exactly the codes these tests cover', asyn
     'SGW_ERR_CONFIG_BAD_INTERFACE',
     'SGW_ERR_CONFIG_BAD_IP',
     'SGW_ERR_CONFIG_BAD_PORT_RANGE',
-    // Covered in manila-config.test.ts.
+    // BAD_TABLE, BAD_TABLE_RANGE, NO_TABLE, SHARED_BACKEND: egress-config.test.ts.
+    'SGW_ERR_CONFIG_BAD_TABLE',
+    'SGW_ERR_CONFIG_BAD_TABLE_RANGE',
+    // BAD_URL and CLOUD: manila-config.test.ts.
     'SGW_ERR_CONFIG_BAD_URL',
     'SGW_ERR_CONFIG_CLOUD',
     'SGW_ERR_CONFIG_DUPLICATE',
     'SGW_ERR_CONFIG_INVALID',
     'SGW_ERR_CONFIG_IO',
+    'SGW_ERR_CONFIG_NO_TABLE',
     'SGW_ERR_CONFIG_SCHEMA',
+    'SGW_ERR_CONFIG_SHARED_BACKEND',
     'SGW_ERR_CONFIG_UNKNOWN_KEY',
     'SGW_ERR_CONFIG_UNSUPPORTED',
     'SGW_ERR_CONFIG_YAML',
@@ -803,6 +809,7 @@ proxy:
     syncIntervalMs: 250,
     logLevel: 'debug',
     keepRulesOnExit: false,
+    egress: { tables: { from: 20000, to: 20999 }, rulePriority: 20000 },
     proxy: {
       portRange: { from: 1024, to: 65535 },
       connectTimeoutMs: 1500,

@@ -103,6 +103,7 @@ t.test('explain() allows with the share, rule and address that match', async (t)
     sourceIp: '198.18.0.11',
     addresses: ['198.19.0.5'],
     matchedBy: 'key',
+    egress: null,
   });
   t.equal(e.summary, 'allowed: acme/g1 may reach 198.18.0.100:2049 (nfs, rw) through share acme-nfs rule #0 (198.19.0.0/24 rw matches 198.19.0.5)');
   t.strictSame(e.shares, [

@@ -57,7 +57,7 @@ function guest(instance: string, addresses: string[], n = 1): Guest {
 }
 
 function domain(name: string, sourceIp: string, guests: Guest[], shares: Share[]): Domain {
-  return { file: `/etc/sharegw/domains.d/${name}.yaml`, name, project: `project-${name}`, sourceIp: ip(sourceIp), guests, shares, smb: { minDialect: 0x0300, explicit: false }, nfs: null };
+  return { file: `/etc/sharegw/domains.d/${name}.yaml`, name, project: `project-${name}`, sourceIp: ip(sourceIp), guests, shares, smb: { minDialect: 0x0300, explicit: false }, nfs: null, egress: null };
 }
 
 t.test('PORTS are the well-known ports', async (t) => {
@@ -409,6 +409,7 @@ const DAEMON: DaemonConfig = {
   stateDir: '/var/lib/sharegw',
   adminSocket: '/run/sharegw/admin.sock',
   metrics: null,
+  egress: { tables: { from: 20000, to: 20999 }, rulePriority: 20000 },
   syncIntervalMs: 30000,
   logLevel: 'info',
   keepRulesOnExit: true,

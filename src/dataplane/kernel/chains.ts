@@ -22,6 +22,13 @@ export const ENTRY_CHAINS = [
   { table: 'filter', builtin: 'FORWARD', chain: 'SGW-FORWARD' },
 ] as const;
 
+/**
+ * Entry chain for conntrack zones of locally generated packets (ADR 0011):
+ * hooked in only while some domain has its own egress, so hosts without
+ * egress keep exactly the layout of ADR 0002.
+ */
+export const EGRESS_ENTRY = { table: 'raw', builtin: 'OUTPUT', chain: 'SGW-OUTPUT' } as const;
+
 export type Table = 'raw' | 'nat' | 'filter';
 
 /** Tables we write, in restore order. */

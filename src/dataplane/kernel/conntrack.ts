@@ -302,10 +302,13 @@ export async function listFlows(keep: (f: KernelFlow) => boolean = () => true): 
  * byte counters of a flow that just closed. Null when it is already gone
  * (conntrack exits non-zero) or the tool fails: callers only log from it.
  */
-export async function getFlow(src: string, dst: string, sport: number, dport: number): Promise<KernelFlow | null> {
+export async function getFlow(src: string, dst: string, sport: number, dport: number, zone?: number): Promise<KernelFlow | null> {
   let found: KernelFlow | null = null;
+  // A lookup is per zone (zone 0 unless told): flows of a domain with its
+  // own egress live in that domain's zone (ADR 0011).
+  const inZone = zone === undefined ? [] : ['-w', String(zone)];
   try {
-    await run(['-G', '-p', 'tcp', '-s', src, '-d', dst, '--sport', String(sport), '--dport', String(dport)], (line) => {
+    await run(['-G', '-p', 'tcp', '-s', src, '-d', dst, '--sport', String(sport), '--dport', String(dport), ...inZone], (line) => {
       found ??= parseLine(line);
     });
   } catch {

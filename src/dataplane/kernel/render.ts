@@ -1,6 +1,6 @@
 import type { DesiredState, Grant, GuestState } from '../../model/desired';
 import { grantPlane } from '../../policy/policy';
-import { chainName, comment, ENTRY_CHAINS, JUMP_COMMENT, PREFIX, TABLES } from './chains';
+import { chainName, comment, EGRESS_ENTRY, ENTRY_CHAINS, JUMP_COMMENT, PREFIX, TABLES } from './chains';
 import type { Table } from './chains';
 import { ruleChain, ruleTarget, tableOf } from './save-parse';
 import type { SavedRuleset } from './save-parse';
@@ -22,6 +22,14 @@ import type { SavedRuleset } from './save-parse';
  *   filter INPUT       -> SGW-INPUT: -i T -> SGW-IN-<h>
  *          SGW-IN-<h>: established, ping -> ACCEPT; proxy plane: DNATed listener ports -> ACCEPT;
  *                      the rest -> REJECT
+ *
+ * Domains with their own egress (ADR 0011) add conntrack zones (zone = the
+ * domain's table) in raw, so identical tuples of two domains never share an
+ * entry; both directions of every flow land in the same zone:
+ *   raw PREROUTING -> SGW-PREROUTING: -i T -> CT --zone Z (after anti-spoof)
+ *                                     -i E -d s -> CT --zone Z (egress replies)
+ *   raw OUTPUT     -> SGW-OUTPUT:     -o T -> CT --zone Z (gateway to guest)
+ *                                     -s s -> CT --zone Z (proxy to backend)
  *
  * With --noflush, declaring a chain (`:NAME - [0:0]`) flushes it, so each
  * run replaces our chains' contents atomically; stale chains of removed
@@ -57,9 +65,12 @@ export function renderRules(input: RenderInput): string {
       decl[t].push(`:${name} - [0:0]`);
     }
   };
-  for (const e of ENTRY_CHAINS) {
+  const egress = desired.egress ?? [];
+  const entries = egress.length > 0 ? [...ENTRY_CHAINS, EGRESS_ENTRY] : ENTRY_CHAINS;
+  for (const e of entries) {
     chain(e.table, e.chain);
   }
+  const zoneOf = new Map(egress.map((e) => [e.domain, e.table]));
 
   for (const g of desired.guests) {
     const tag = `sharegw ${g.key}`;
@@ -70,6 +81,11 @@ export function renderRules(input: RenderInput): string {
 
     // A guest is identified by its tunnel: only its own address may enter there.
     rules.raw.push(`-A SGW-PREROUTING -i ${g.iface} ! -s ${g.guestIp}/32 ${comment(`${tag} antispoof`)} -j DROP`);
+    const zone = zoneOf.get(g.domain);
+    if (zone !== undefined) {
+      rules.raw.push(`-A SGW-PREROUTING -i ${g.iface} ${comment(`${tag} zone`)} -j CT --zone ${zone}`);
+      rules.raw.push(`-A SGW-OUTPUT -o ${g.iface} ${comment(`${tag} zone`)} -j CT --zone ${zone}`);
+    }
 
     rules.filter.push(`-A SGW-FORWARD -i ${g.iface} ${comment(tag)} -j ${fwd}`);
     rules.filter.push(`-A SGW-FORWARD -o ${g.iface} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
@@ -108,13 +124,19 @@ export function renderRules(input: RenderInput): string {
     denyRules(rules.filter, inp, `${tag} deny-local`);
   }
 
+  for (const e of egress) {
+    const tag = `sharegw ${e.domain} egress`;
+    rules.raw.push(`-A SGW-PREROUTING -i ${e.iface} -d ${e.sourceIp}/32 ${comment(tag)} -j CT --zone ${e.table}`);
+    rules.raw.push(`-A SGW-OUTPUT -s ${e.sourceIp}/32 ${comment(tag)} -j CT --zone ${e.table}`);
+  }
+
   let out: string[] = [];
   for (const t of TABLES) {
     const have = tableOf(existing, t);
     const stale = [...have.chains].filter((c) => c.startsWith(PREFIX) && !wanted[t].has(c)).sort();
     // Concatenation, not push(...xs): a large host renders hundreds of
     // thousands of lines, more arguments than one call's stack can hold.
-    out = out.concat(`*${t}`, decl[t], stale.map((c) => `:${c} - [0:0]`), jumpRepairs(t, have.rules), rules[t], stale.map((c) => `-X ${c}`), 'COMMIT');
+    out = out.concat(`*${t}`, decl[t], stale.map((c) => `:${c} - [0:0]`), jumpRepairs(t, have.rules, egress.length > 0), rules[t], stale.map((c) => `-X ${c}`), 'COMMIT');
   }
   return `${out.join('\n')}\n`;
 }
@@ -154,9 +176,16 @@ function grantTag(tag: string, gr: Grant): string {
  * inserts it first when missing, deletes duplicates. Existence only, not
  * position: fighting other managers for position 1 would churn forever.
  */
-function jumpRepairs(t: Table, existingRules: readonly string[]): string[] {
+function jumpRepairs(t: Table, existingRules: readonly string[], withEgress: boolean): string[] {
   const out: string[] = [];
-  for (const e of ENTRY_CHAINS.filter((x) => x.table === t)) {
+  if (!withEgress && EGRESS_ENTRY.table === t) {
+    // The optional entry is gone: its jump goes before its chain is deleted.
+    for (const r of existingRules.filter((x) => ruleChain(x) === EGRESS_ENTRY.builtin && ruleTarget(x) === EGRESS_ENTRY.chain)) {
+      out.push(r.replace(/^-A /, '-D '));
+    }
+  }
+  const entries = withEgress ? [...ENTRY_CHAINS, EGRESS_ENTRY] : ENTRY_CHAINS;
+  for (const e of entries.filter((x) => x.table === t)) {
     const jumps = existingRules.filter((r) => ruleChain(r) === e.builtin && ruleTarget(r) === e.chain);
     if (jumps.length === 0) {
       out.push(`-I ${e.builtin} 1 ${comment(JUMP_COMMENT)} -j ${e.chain}`);

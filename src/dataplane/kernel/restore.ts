@@ -120,3 +120,44 @@ export function failureContext(text: string, stderr: string): string {
   }
   return out.join('\n');
 }
+
+/** The iproute2 binary for egress routing (ADR 0011). */
+export const IP_BINARY = process.env['SGW_IP'] ?? 'ip';
+
+/** `ip -j <args>` output (JSON text). */
+export async function ipJson(args: string[]): Promise<string> {
+  let r: RunResult;
+  try {
+    r = await run(IP_BINARY, ['-j', ...args]);
+  } catch (err) {
+    throw new KernelApplyError('SGW_ERR_KERNEL_ROUTES_FAILED', `cannot run ${IP_BINARY}: ${(err as Error).message}`, { exitCode: null, stderr: '' });
+  }
+  if (r.code !== 0) {
+    throw new KernelApplyError('SGW_ERR_KERNEL_ROUTES_FAILED', `${IP_BINARY} -j ${args.join(' ')} exited ${String(r.code)}: ${r.stderr.trim()}`, { exitCode: r.code, stderr: r.stderr });
+  }
+  return r.stdout;
+}
+
+/**
+ * Runs `ip -force -batch -`: every line is tried even when one fails (a
+ * missing egress interface must not keep other domains' routes out), and
+ * the failures are reported together with the failing line and its
+ * neighbours. Not atomic: the renderer orders lines so that each step is
+ * safe (egress.ts diffEgress).
+ */
+export async function ipBatch(text: string): Promise<void> {
+  let r: RunResult;
+  try {
+    r = await run(IP_BINARY, ['-force', '-batch', '-'], text, restoreTimeoutMs(text));
+  } catch (err) {
+    throw new KernelApplyError('SGW_ERR_KERNEL_ROUTES_FAILED', `cannot run ${IP_BINARY}: ${(err as Error).message}`, { exitCode: null, stderr: '' });
+  }
+  if (r.code !== 0) {
+    throw new KernelApplyError('SGW_ERR_KERNEL_ROUTES_FAILED', `${IP_BINARY} -batch exited ${String(r.code)}: ${r.stderr.trim().split('\n').slice(0, 3).join('; ')}`, {
+      exitCode: r.code,
+      stderr: r.stderr,
+      // iproute2 says "Command failed -:N" for line N of the batch.
+      context: failureContext(text, r.stderr.replace(/Command failed -:(\d+)/, 'line $1')),
+    });
+  }
+}
