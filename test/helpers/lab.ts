@@ -328,6 +328,22 @@ export class LabDaemon {
   }
 
   /** SIGTERM and wait for the exit code (SIGKILL after the timeout). */
+  /**
+   * Waits for the daemon to exit on its own (after a signal the test sent);
+   * stop() if it has not within `timeoutMs`. A second signal sent while the
+   * process is already exiting can kill it after its handlers are gone.
+   */
+  async exited(timeoutMs = 15_000): Promise<number | null> {
+    if (this.exit === null) {
+      return null;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), timeoutMs)));
+    const code = await Promise.race([this.exit, late]);
+    clearTimeout(timer);
+    return code === 'late' ? this.stop() : code;
+  }
+
   async stop(timeoutMs = 15_000): Promise<number | null> {
     if (this.child === null || this.exit === null) {
       return null;
