@@ -430,6 +430,12 @@ function dupes(src: YamlSource, values: (string | undefined)[], key: (i: number)
   });
 }
 
+/** `file:line` of an earlier claim, for the message about the one that collides with it. */
+function whereIs(prev: { c: Checked; path: (string | number)[] }): string {
+  const line = prev.c.src.problem(prev.path, '', '').line;
+  return `${path.basename(prev.c.src.file)}${line === undefined ? '' : `:${line}`}`;
+}
+
 /** Host-wide uniqueness: names, source IPs, tunnels, guest IPs, instances, share ids. */
 function crossDomainChecks(checked: readonly Checked[], out: ConfigProblem[]): void {
   const claims = new Map<string, { c: Checked; path: (string | number)[] }>();
@@ -443,9 +449,7 @@ function crossDomainChecks(checked: readonly Checked[], out: ConfigProblem[]): v
     if (prev.c === c && (kind === 'instance' || kind === 'share')) {
       return; // a repeat within one file is already reported by dupes()
     }
-    const prevLine = prev.c.src.problem(prev.path, '', '').line;
-    const where = `${path.basename(prev.c.src.file)}${prevLine === undefined ? '' : `:${prevLine}`}`;
-    out.push(c.src.problem(p, 'SGW_ERR_CONFIG_DUPLICATE', `${what} "${value}" is already claimed by domain "${prev.c.domain.name}" (${where})`));
+    out.push(c.src.problem(p, 'SGW_ERR_CONFIG_DUPLICATE', `${what} "${value}" is already claimed by domain "${prev.c.domain.name}" (${whereIs(prev)})`));
   };
   for (const c of checked) {
     const d = c.domain;
@@ -489,10 +493,8 @@ function crossDomainChecks(checked: readonly Checked[], out: ConfigProblem[]): v
         const n2 = c.domain.shareNetwork;
         const twoNetworks = n1 !== undefined && n2 !== undefined && n1 !== n2;
         if (twoNetworks && prev.c.domain.egress === null && c.domain.egress === null) {
-          const prevLine = prev.c.src.problem(prev.path, '', '').line;
-          const where = `${path.basename(prev.c.src.file)}${prevLine === undefined ? '' : `:${prevLine}`}`;
           out.push(
-            c.src.problem(p, 'SGW_ERR_CONFIG_SHARED_BACKEND', `backend address ${a} is also used by domain "${prev.c.domain.name}" (${where}); ${path.basename(c.src.file)} and ${path.basename(prev.c.src.file)} are on different share networks and may share it only if at least one of them has its own egress`),
+            c.src.problem(p, 'SGW_ERR_CONFIG_SHARED_BACKEND', `backend address ${a} is also used by domain "${prev.c.domain.name}" (${whereIs(prev)}); ${path.basename(c.src.file)} and ${path.basename(prev.c.src.file)} are on different share networks and may share it only if at least one of them has its own egress`),
           );
         }
       });

@@ -129,8 +129,8 @@ const above = (a: readonly string[], b: readonly string[]): boolean => a.length 
  * null. Components are compared whole, so a name with a slash or `..`
  * matches no export.
  */
-export function leavesExports(w: CompoundWalk, exports: readonly string[]): string | null {
-  const granted = exports.map(components);
+export function leavesExports(w: CompoundWalk, exportPaths: readonly string[]): string | null {
+  const granted = exportPaths.map(components);
   const visible = (p: readonly string[]): boolean => granted.some((e) => above(p, e) || above(e, p));
   let cur: string[] | null = null;
   let saved: string[] | null = null;
@@ -176,6 +176,9 @@ export function leavesExports(w: CompoundWalk, exports: readonly string[]): stri
  */
 export function judgeCall(call: RpcCall, rec: Buffer, policy: NfsPolicy): CallVerdict {
   const patches: { at: number; value: number }[] = [];
+  // The proxy's export list is a live lookup of the guest's current grant:
+  // read it once, and only for the calls the mount checks look at.
+  const granted = (call.prog === PROG_NFS && call.vers === 4 && call.proc === 1) || call.prog === PROG_MOUNT ? policy.exports : null;
   const id = policy.identity;
   const offset = id?.idOffset ?? null;
   if (id !== null && call.sys !== null) {
@@ -235,7 +238,7 @@ export function judgeCall(call: RpcCall, rec: Buffer, policy: NfsPolicy): CallVe
       return { action: 'answer', reply: acceptedReply(call.xid, res), reason: 'rofs', detail: `NFSv3 ${m.name} on a read-only grant` };
     }
   }
-  if (call.prog === PROG_NFS && call.vers === 4 && call.proc === 1 && (policy.readOnly || policy.exports !== null || offset !== null)) {
+  if (call.prog === PROG_NFS && call.vers === 4 && call.proc === 1 && (policy.readOnly || granted !== null || offset !== null)) {
     const w = walkCompound(rec, call.argsAt);
     if (w instanceof Error) {
       return { action: 'refuse', reason: 'malformed', detail: w.message, error: w };
@@ -248,8 +251,8 @@ export function judgeCall(call: RpcCall, rec: Buffer, policy: NfsPolicy): CallVe
       // calls only in place: a chown over NFSv4 is refused, not passed raw.
       return { action: 'answer', reply: acceptedReply(call.xid, compoundError(w.tag, NFS4ERR_PERM)), reason: 'owner-set', detail: `NFSv4.${w.minorVersion} sets owner or owner_group on an id-mapped grant`, ...seq(NFS4ERR_PERM) };
     }
-    if (policy.exports !== null) {
-      const out = leavesExports(w, policy.exports);
+    if (granted !== null) {
+      const out = leavesExports(w, granted);
       if (out !== null) {
         return { action: 'answer', reply: acceptedReply(call.xid, compoundError(w.tag, NFS4ERR_ACCESS)), reason: 'mount-denied', detail: `NFSv4.${w.minorVersion} LOOKUP of ${out} is outside the granted exports`, ...seq(NFS4ERR_ACCESS) };
       }
@@ -261,20 +264,20 @@ export function judgeCall(call: RpcCall, rec: Buffer, policy: NfsPolicy): CallVe
       return { action: 'answer', reply: acceptedReply(call.xid, compoundError(w.tag, NFS4ERR_ROFS)), reason: 'rofs', detail, ...seq(NFS4ERR_ROFS) };
     }
   }
-  if (call.prog === PROG_MOUNT && call.vers === 3 && call.proc === MOUNTPROC3_MNT && policy.exports !== null) {
+  if (call.prog === PROG_MOUNT && call.vers === 3 && call.proc === MOUNTPROC3_MNT && granted !== null) {
     const dir = decodeString(rec, call.argsAt, 1024, 'MNT dirpath');
     if (typeof dir !== 'string') {
       return { action: 'refuse', reason: 'malformed', detail: dir.message, error: dir };
     }
-    if (!mountAllowed(dir, policy.exports)) {
+    if (!mountAllowed(dir, granted)) {
       const res = Buffer.alloc(4);
       res.writeUInt32BE(MNT3ERR_ACCES, 0);
       return { action: 'answer', reply: acceptedReply(call.xid, res), reason: 'mount-denied', detail: `MNT ${dir} is not a granted export` };
     }
   }
-  if (call.prog === PROG_MOUNT && call.vers === 3 && call.proc === MOUNTPROC3_EXPORT && policy.exports !== null) {
+  if (call.prog === PROG_MOUNT && call.vers === 3 && call.proc === MOUNTPROC3_EXPORT && granted !== null) {
     // The backend's list names every tenant's exports: answer with the guest's own.
-    return { action: 'answer', reply: acceptedReply(call.xid, exportList(policy.exports)), reason: 'export-list', detail: 'MOUNT EXPORT answered with the granted exports' };
+    return { action: 'answer', reply: acceptedReply(call.xid, exportList(granted)), reason: 'export-list', detail: 'MOUNT EXPORT answered with the granted exports' };
   }
   return { action: 'forward', patches };
 }

@@ -362,9 +362,7 @@ export class RpcStream implements StreamTransform {
       if (this.rewrites.size >= MAX_OUTSTANDING) {
         return this.fail(out, new ProtocolError('SGW_ERR_PROTO_TOO_LARGE', `more than ${MAX_OUTSTANDING} NFS calls without a reply`));
       }
-      for (const p of so.patches) {
-        held.writeUInt32BE(p.value >>> 0, 4 + p.at);
-      }
+      applyPatches(held, so.patches);
       const seq = held.subarray(0, 4 + so.end);
       seq.writeUInt32BE((LAST_FRAGMENT | so.end) >>> 0, 0);
       seq.writeUInt32BE(1, 4 + so.countAt);
@@ -384,9 +382,7 @@ export class RpcStream implements StreamTransform {
       }
       return null;
     }
-    for (const p of v.patches) {
-      held.writeUInt32BE(p.value >>> 0, 4 + p.at);
-    }
+    applyPatches(held, v.patches);
     if (this.idMap !== null && call.prog === PROG_NFS && (call.vers === 3 || (call.vers === 4 && call.proc === 1))) {
       if (this.outstanding.size >= MAX_OUTSTANDING) {
         return this.fail(out, new ProtocolError('SGW_ERR_PROTO_TOO_LARGE', `more than ${MAX_OUTSTANDING} NFS calls without a reply`));
@@ -436,4 +432,11 @@ function sequenceAnswer(rec: Buffer, resultAt: number, so: SequenceOnly): Buffer
   out.writeUInt32BE(so.status, resultAt);
   out.writeUInt32BE(so.nextOp === null ? 1 : 2, resultAt + countAt);
   return out;
+}
+
+/** Same-length rewrites of a held call head (its 4-byte record mark first; offsets are into the record). */
+function applyPatches(held: Buffer, patches: readonly { at: number; value: number }[]): void {
+  for (const p of patches) {
+    held.writeUInt32BE(p.value >>> 0, 4 + p.at);
+  }
 }
