@@ -167,8 +167,12 @@ export class ManilaAdmin {
   }
 }
 
-/** Polls `fn` every 50 ms until it returns true; the elapsed ms, or throws after timeoutMs. */
-export async function waitFor(what: string, fn: () => boolean | Promise<boolean>, timeoutMs: number): Promise<number> {
+/**
+ * Polls `fn` every 50 ms until it returns true; the elapsed ms, or throws
+ * after timeoutMs with what `detail` says about the state at that moment
+ * (a CI log then tells why, not only that, a wait ran out).
+ */
+export async function waitFor(what: string, fn: () => boolean | Promise<boolean>, timeoutMs: number, detail?: () => unknown): Promise<number> {
   const t0 = Date.now();
   while (Date.now() - t0 < timeoutMs) {
     if (await fn()) {
@@ -176,5 +180,13 @@ export async function waitFor(what: string, fn: () => boolean | Promise<boolean>
     }
     await new Promise((res) => setTimeout(res, 50));
   }
-  throw new Error(`timeout (${timeoutMs} ms) waiting for ${what}`);
+  let why = '';
+  if (detail !== undefined) {
+    try {
+      why = `; ${JSON.stringify(await detail())}`;
+    } catch (err) {
+      why = `; (detail failed: ${String(err)})`;
+    }
+  }
+  throw new Error(`timeout (${timeoutMs} ms) waiting for ${what}${why}`);
 }

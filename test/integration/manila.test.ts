@@ -212,34 +212,42 @@ function main(): void {
     const share = await demo.createShare('NFS', 'acme', dsn);
     await demo.waitShare(share, 'available');
     await demo.allow(share, '198.19.0.5', 'rw');
+    // Keystone hashes passwords and application credential secrets on every
+    // token request (bcrypt): on a loaded 2-core CI machine one request can
+    // take seconds, so calls get a generous timeout and every verdict below
+    // is awaited, never read right after start()'s bounded first wait.
     const password = (pw: string): ManilaSettings =>
       settingsFor(ks, {
         authUrl: ks['OS_AUTH_URL'] ?? null,
         endpoint: null,
+        timeoutMs: 20_000,
         auth: { type: 'password', username: 'demo', password: new Secret(pw), project: { name: 'demo', domain: 'Default' }, userDomain: 'Default' },
       });
     const domains = [{ name: 'demo', project: ks['OS_DEMO_PROJECT_ID'] ?? '', shareNetwork: dsn }];
+    const why = (hh: Harness) => async () => ({ status: hh.source.status(), rule: await demo.call('GET', `share-access-rules?share_id=${share}`).then((r) => r.body) });
     const h = await harness(t, password('demo'), domains);
-    await waitFor('demo rule synced', () => shareOf(h, 'demo', share)?.accessRules.length === 1, 30_000);
+    await waitFor('demo rule synced', () => shareOf(h, 'demo', share)?.accessRules.length === 1, 90_000, why(h));
     t.same(shareOf(h, 'demo', share)?.exportLocations, ['198.18.0.100:/export/acme'], 'a member sees no admin-only location; the preferred one is used');
     t.equal(h.source.status().tokensIssued, 1, 'one token for all the calls');
     await h.source.stop();
 
     // An application credential of the same member (what production should use).
     const ac = await appCredential(ks, 'demo', 'demo', ks['OS_DEMO_PROJECT_ID'] ?? '');
-    const viaAc = await harness(t, settingsFor(ks, { authUrl: ks['OS_AUTH_URL'] ?? null, endpoint: null, auth: { type: 'applicationCredential', id: ac.id, secret: new Secret(ac.secret) } }), domains);
+    const viaAc = await harness(t, settingsFor(ks, { authUrl: ks['OS_AUTH_URL'] ?? null, endpoint: null, timeoutMs: 20_000, auth: { type: 'applicationCredential', id: ac.id, secret: new Secret(ac.secret) } }), domains);
+    await waitFor('application credential sync', () => shareOf(viaAc, 'demo', share)?.accessRules.length === 1, 90_000, why(viaAc));
     t.equal(shareOf(viaAc, 'demo', share)?.accessRules.length, 1, 'an application credential syncs the same state');
     t.notMatch(`${viaAc.logs.join('')} ${JSON.stringify(viaAc.source.status())} ${fs.readFileSync(path.join(viaAc.dir, 'manila.json'), 'utf8')}`, new RegExp(ac.secret), 'its secret is in no log, status or state');
     await viaAc.source.stop();
 
     const bad = await harness(t, password('not-the-password'), domains, h.dir);
+    await waitFor('the bad password verdict', () => (bad.source.status().lastError ?? null) !== null, 90_000, () => bad.source.status());
     const st = bad.source.status();
     t.equal(st.lastError?.code, 'SGW_ERR_MANILA_AUTH');
     t.match(st.lastError?.message, /Keystone refused user "demo" \(HTTP 401\)/);
     t.equal(shareOf(bad, 'demo', share)?.accessRules.length, 1, 'last-known-good stays in force');
     t.notMatch(`${bad.logs.join('')} ${JSON.stringify(st)}`, /not-the-password/);
 
-    const client = new ManilaClient(settingsFor(ks, { auth: { type: 'noauth', user: 'x', project: 'abc' } }));
+    const client = new ManilaClient(settingsFor(ks, { timeoutMs: 20_000, auth: { type: 'noauth', user: 'x', project: 'abc' } }));
     t.teardown(() => client.close());
     await t.rejects(client.shareNetwork(dsn), { code: 'SGW_ERR_MANILA_AUTH' }, 'a bad token (noauth header against keystone) is refused with a clear code');
   });
