@@ -18,13 +18,15 @@ const SOURCE_IP = '198.18.0.11';
 export const ACME = '198.18.0.100';
 /**
  * The bench's own servers live in a namespace of their own (sgwbench-srv,
- * 198.18.2.0/24 behind the gateway), so they can listen on 2049 (nfs-ganesha
- * holds *:2049 in the lab's backend namespace). They are granted to the
- * guest as NFS shares, so every path carries them like share traffic.
+ * 198.18.2.0/24 behind the gateway). They are granted to the guest as NFSv3
+ * shares and listen on the portmapper port, 111: every path carries them
+ * like share traffic, and the proxy relays that port as plain TCP. (On
+ * 2049 the proxy now always reads ONC RPC records, for the NFSv4 mount
+ * checks, and closes a connection that is not RPC, as iperf3's is not.)
  */
 export const BENCH_NS = 'sgwbench-srv';
-export const BENCH_PORT = 2049;
-/** An iperf3 server posing as an NFS server. */
+export const BENCH_PORT = 111;
+/** An iperf3 server posing as an NFSv3 server (its portmapper port). */
 export const IPERF = '198.18.2.10';
 /** An echo/hold server, for the connection workloads. */
 export const SINK = '198.18.2.11';
@@ -66,6 +68,7 @@ function benchDomains(aware: Aware = false): Record<string, string> {
     .map(
       (ip, i) => `  - id: bench-${i === 0 ? 'iperf' : 'sink'}
     proto: NFS
+    nfsv3: true
     exportLocations: ["${ip}:/bench"]
     accessRules: [{ accessType: ip, accessTo: 198.19.0.0/24, accessLevel: rw }]
 `,

@@ -15,7 +15,7 @@ std::string ErrnoName(int err) {
     E(ENFILE) E(EMFILE) E(ENOTSOCK) E(EDESTADDRREQ) E(EMSGSIZE) E(EPROTOTYPE) E(ENOPROTOOPT)
     E(EPROTONOSUPPORT) E(EOPNOTSUPP) E(EAFNOSUPPORT) E(EADDRINUSE) E(EADDRNOTAVAIL) E(ENETDOWN)
     E(ENETUNREACH) E(ECONNABORTED) E(ECONNRESET) E(ENOBUFS) E(EISCONN) E(ENOTCONN) E(ETIMEDOUT)
-    E(ECONNREFUSED) E(EHOSTUNREACH) E(EPIPE) E(ENAMETOOLONG) E(ENOSYS) E(ESPIPE) E(ENODATA)
+    E(ECONNREFUSED) E(EHOSTUNREACH) E(EPIPE) E(ENAMETOOLONG) E(ENOSYS) E(ESPIPE) E(ENODATA) E(ENODEV) E(ENXIO)
 #undef E
     default:
       return "E" + std::to_string(err);
@@ -49,8 +49,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getTcpUserTimeout", Napi::Function::New(env, sgw::GetTcpUserTimeout, "getTcpUserTimeout"));
   exports.Set("setKeepAlive", Napi::Function::New(env, sgw::SetKeepAlive, "setKeepAlive"));
   exports.Set("getKeepAlive", Napi::Function::New(env, sgw::GetKeepAlive, "getKeepAlive"));
+  exports.Set("egressSocket", Napi::Function::New(env, sgw::EgressSocket, "egressSocket"));
   exports.Set("sdNotify", Napi::Function::New(env, sgw::SdNotify, "sdNotify"));
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("abiVersion", Napi::Number::New(env, 2));
   return sgw::InitSpliceRelay(env, exports);
 }
 

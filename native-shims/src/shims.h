@@ -21,6 +21,7 @@ Napi::Value SetTcpUserTimeout(const Napi::CallbackInfo& info);
 Napi::Value GetTcpUserTimeout(const Napi::CallbackInfo& info);
 Napi::Value SetKeepAlive(const Napi::CallbackInfo& info);
 Napi::Value GetKeepAlive(const Napi::CallbackInfo& info);
+Napi::Value EgressSocket(const Napi::CallbackInfo& info);
 Napi::Value SdNotify(const Napi::CallbackInfo& info);
 Napi::Object InitSpliceRelay(Napi::Env env, Napi::Object exports);
 

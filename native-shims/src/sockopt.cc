@@ -6,10 +6,17 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <string>
 
 #include "shims.h"
+
+// <net/if.h> clashes with the <linux/...> headers above; IFNAMSIZ is ABI.
+#ifndef IFNAMSIZ
+#define IFNAMSIZ 16
+#endif
 
 namespace sgw {
 
@@ -128,6 +135,65 @@ Napi::Value GetKeepAlive(const Napi::CallbackInfo& info) {
   out.Set("intervalS", Napi::Number::New(env, GetInt(env, fd, IPPROTO_TCP, TCP_KEEPINTVL, "getsockopt(TCP_KEEPINTVL)")));
   out.Set("count", Napi::Number::New(env, GetInt(env, fd, IPPROTO_TCP, TCP_KEEPCNT, "getsockopt(TCP_KEEPCNT)")));
   return out;
+}
+
+}  // namespace sgw
+
+namespace sgw {
+
+// egressSocket(device, address, port) -> fd
+// An unconnected IPv4 TCP socket bound to `device` (SO_BINDTODEVICE) and to
+// address:port (port 0: the kernel picks one at connect, with
+// IP_BIND_ADDRESS_NO_PORT, so the 4-tuple alone must be unique). Node
+// cannot do this: it creates, binds and connects a socket in one step.
+// Binding to the device is what lets two domains use the same source
+// address (overlapping tenant address spaces, ADR 0011): the kernel keys
+// bind conflicts and established sockets by device too, and the `oif`
+// policy rule routes the socket into its domain's table. The caller hands
+// the fd to net.Socket({ fd }) and connects it; on any error here the fd is
+// closed before throwing. Needs CAP_NET_RAW.
+Napi::Value EgressSocket(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsString() || !info[1].IsString() || !info[2].IsNumber()) {
+    throw Napi::TypeError::New(env, "egressSocket(device: string, address: string, port: number)");
+  }
+  std::string dev = info[0].As<Napi::String>().Utf8Value();
+  std::string addr = info[1].As<Napi::String>().Utf8Value();
+  double portD = info[2].As<Napi::Number>().DoubleValue();
+  if (dev.empty() || dev.size() >= IFNAMSIZ) {
+    throw Napi::RangeError::New(env, "device name must be 1..15 bytes");
+  }
+  if (!(portD >= 0 && portD <= 65535) || portD != static_cast<int>(portD)) {
+    throw Napi::RangeError::New(env, "port must be 0..65535");
+  }
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(portD));
+  if (inet_pton(AF_INET, addr.c_str(), &sa.sin_addr) != 1) {
+    throw Napi::TypeError::New(env, "address must be an IPv4 address");
+  }
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ThrowErrno(env, errno, "socket");
+  }
+  auto fail = [&](const char* what) {
+    int err = errno;
+    close(fd);
+    ThrowErrno(env, err, what);
+  };
+  if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, dev.c_str(), static_cast<socklen_t>(dev.size())) != 0) {
+    fail("setsockopt(SO_BINDTODEVICE)");
+  }
+  if (portD == 0) {
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0) {
+      fail("setsockopt(IP_BIND_ADDRESS_NO_PORT)");
+    }
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    fail("bind");
+  }
+  return Napi::Number::New(env, fd);
 }
 
 }  // namespace sgw

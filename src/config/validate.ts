@@ -439,6 +439,8 @@ function whereIs(prev: { c: Checked; path: (string | number)[] }): string {
 /** Host-wide uniqueness: names, source IPs, tunnels, guest IPs, instances, share ids. */
 function crossDomainChecks(checked: readonly Checked[], out: ConfigProblem[]): void {
   const claims = new Map<string, { c: Checked; path: (string | number)[] }>();
+  // Source IPs of domains with their own egress, with their links.
+  const sources = new Map<string, { c: Checked; path: (string | number)[]; iface: string }[]>();
   const claim = (kind: string, value: string, c: Checked, p: (string | number)[], what: string): void => {
     const k = `${kind}\u0000${value}`;
     const prev = claims.get(k);
@@ -454,7 +456,24 @@ function crossDomainChecks(checked: readonly Checked[], out: ConfigProblem[]): v
   for (const c of checked) {
     const d = c.domain;
     claim('name', d.name, c, ['name'], 'domain name');
-    claim('addr', d.sourceIp.text, c, ['sourceIp'], 'source IP');
+    if (d.egress === null) {
+      claim('addr', d.sourceIp.text, c, ['sourceIp'], 'source IP');
+    } else {
+      // Overlapping tenant address spaces (ADR 0011): domains on separate
+      // egress links may have the same source IP, as two tenant networks
+      // may give the gateway the same address. On one link, or against a
+      // guest IP or a host-routed domain's source IP, it is still a clash.
+      const ip = d.sourceIp.text;
+      const list = sources.get(ip) ?? [];
+      const sameLink = list.find((x) => x.iface === d.egress?.iface);
+      if (sameLink !== undefined) {
+        out.push(c.src.problem(['sourceIp'], 'SGW_ERR_CONFIG_DUPLICATE', `source IP "${ip}" is already used on egress ${sameLink.iface} by domain "${sameLink.c.domain.name}" (${whereIs(sameLink)})`));
+      } else if (list.length === 0) {
+        claim('addr', ip, c, ['sourceIp'], 'source IP');
+      }
+      list.push({ c, path: ['sourceIp'], iface: d.egress.iface });
+      sources.set(ip, list);
+    }
     d.guests.forEach((g, n) => {
       const i = c.guestIndex[n] ?? 0;
       claim('instance', g.instance, c, ['guests', i, 'instance'], 'instance');

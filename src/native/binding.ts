@@ -37,9 +37,11 @@ export interface NativeBinding {
   getTcpUserTimeout(fd: number): number;
   setKeepAlive(fd: number, idleS: number, intervalS: number, count: number): void;
   getKeepAlive(fd: number): { enabled: boolean; idleS: number; intervalS: number; count: number };
+  /** An unconnected IPv4 TCP socket bound to a device and address:port (0: chosen at connect). */
+  egressSocket(device: string, address: string, port: number): number;
   sdNotify(socketPath: string, message: string): number;
   SpliceRelay: new (fdA: number, fdB: number, budgetAB: number, budgetBA: number, onEvent: (e: RawRelayEvent) => void) => RawSpliceRelay;
 }
 
 /** The ABI this TypeScript expects; a different addon is not loaded. */
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;

@@ -11,13 +11,15 @@
  * | sdNotify       | AF_UNIX datagram             | the systemd-notify command (daemon/notify.ts)   |
  * | tcpUserTimeout | TCP_USER_TIMEOUT + keepalive | keepalive only (Node's setKeepAlive)            |
  * | spliceRelay    | splice(2) on its own thread  | the JavaScript relay (dataplane/proxy/session.ts) |
+ * | egressSocket   | SO_BINDTODEVICE + bind       | net.connect from the source IP, routed by the `from` rule (unique source IPs only, ADR 0011) |
  *
  * `SGW_NATIVE=off` forces every fallback; `SGW_NATIVE_ADDON` names another
  * .node file (tests use a missing one). A native call that fails for one
  * connection or message throws NativeError; the caller falls back for that
  * one use and counts it (sharegw_native_fallbacks_total{shim,code}).
  */
-import type * as net from 'node:net';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { NativeError } from '../errors';
 import type { Counters } from '../observability/counters';
@@ -26,7 +28,7 @@ import { ABI_VERSION } from './binding';
 import type { NativeBinding, RawRelayEvent, RawSpliceRelay } from './binding';
 
 /** The shims, in the order status shows them. */
-export const SHIMS = ['originalDst', 'sdNotify', 'tcpUserTimeout', 'spliceRelay'] as const;
+export const SHIMS = ['originalDst', 'sdNotify', 'tcpUserTimeout', 'spliceRelay', 'egressSocket'] as const;
 export type ShimName = (typeof SHIMS)[number];
 export type Impl = 'native' | 'fallback';
 
@@ -103,7 +105,7 @@ export function tryLoad(env: NodeJS.ProcessEnv): Loaded {
 }
 
 function allAs(impl: Impl): Record<ShimName, Impl> {
-  return { originalDst: impl, sdNotify: impl, tcpUserTimeout: impl, spliceRelay: impl };
+  return { originalDst: impl, sdNotify: impl, tcpUserTimeout: impl, spliceRelay: impl, egressSocket: impl };
 }
 
 /** Which implementation each shim uses in this process. */
@@ -488,4 +490,40 @@ export function activeSpliceRelay(): SpliceRelayShim | null {
     sharedSplice = b === null ? null : new SpliceRelayShim(b);
   }
   return sharedSplice;
+}
+
+// --- egressSocket ----------------------------------------------------------
+
+/**
+ * A TCP socket for the backend leg of a domain with its own egress, bound
+ * to the egress device and the domain's source IP (and `port`, 0 for any),
+ * not yet connected: the caller connects it. Null when the addon is not
+ * loaded (the caller then uses net.connect with localAddress, which the
+ * `from <sourceIp>` rule routes; only possible when no other domain shares
+ * the source IP). Throws NativeError (errno EADDRINUSE for a port taken on
+ * that device, ENODEV for a missing device, ...).
+ */
+export function egressSocket(device: string, address: string, port: number): net.Socket | null {
+  const b = loadNative().binding;
+  if (b === null) {
+    return null;
+  }
+  const fd = nativeCall('egressSocket', () => b.egressSocket(device, address, port));
+  try {
+    // manualStart: no read(0) on a socket that is not connected yet (Node
+    // starts reading after connect); the socket owns and closes the fd.
+    const opts = { fd, allowHalfOpen: true, readable: true, writable: true, manualStart: true } as net.SocketConstructorOpts;
+    return new net.Socket(opts);
+  } catch (err) {
+    closeFd(fd);
+    throw new NativeError('SGW_ERR_NATIVE_CALL', `egressSocket: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function closeFd(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // already gone
+  }
 }

@@ -52,7 +52,11 @@ export async function sessionRig(
   });
   const guest = net.connect({ port: frontPort, host: '127.0.0.1', allowHalfOpen: true });
   guest.on('error', () => undefined);
-  await new Promise((r) => guest.once('connect', r));
+  // A session refused at once may reset the guest before its 'connect'.
+  await new Promise((r) => {
+    guest.once('connect', r);
+    guest.once('close', r);
+  });
   t.teardown(() => guest.destroy());
   return { guest, counters };
 }

@@ -11,13 +11,23 @@ import * as path from 'node:path';
 import t from 'tap';
 import { LabDaemon, NS, ROOT, background, rmTemp, run, sleep, tempDir, until } from '../helpers/lab';
 import type { Background } from '../helpers/lab';
+import { loadNative } from '../../src/native';
 
 const BACKEND = '198.18.8.10';
 const PORT = 111; // a portmap grant: relayed as plain TCP by the proxy, forwarded by the kernel plane
 const MARKER = path.join(ROOT, 'dist/test/helpers/egress-marker.js');
 const BE = { a: 'sgwegr-a', b: 'sgwegr-b' } as const;
 const TABLE = { a: 20001, b: 20002 } as const;
-const SRC = { a: '198.18.9.1', b: '198.18.9.2' } as const;
+/**
+ * Source IPs. Two tenant networks may give the gateway the same address:
+ * both domains use 198.18.9.1 on their own links, so the backends see
+ * identical tuples (198.18.9.1:700 -> 198.18.8.10:111) from two domains.
+ * The proxy plane without the addon (its egressSocket shim binds the
+ * backend leg to the link) needs distinct source IPs; that variant uses them.
+ */
+const SHARED_SRC = { a: '198.18.9.1', b: '198.18.9.1' } as const;
+const DISTINCT_SRC = { a: '198.18.9.1', b: '198.18.9.2' } as const;
+type Src = { readonly a: string; readonly b: string };
 
 function domain(name: string, guest: 1 | 2, src: string, egress: string): string {
   return `name: ${name}
@@ -38,10 +48,12 @@ shares:
 `;
 }
 
-const DOMAINS = {
-  'acme.yaml': domain('acme', 1, SRC.a, `{ interface: sgwe-a, table: ${TABLE.a} }`),
-  'beta.yaml': domain('beta', 2, SRC.b, `{ interface: sgwe-b, via: 198.18.7.1, table: ${TABLE.b} }`),
-};
+function domains(src: Src): Record<string, string> {
+  return {
+    'acme.yaml': domain('acme', 1, src.a, `{ interface: sgwe-a, table: ${TABLE.a} }`),
+    'beta.yaml': domain('beta', 2, src.b, `{ interface: sgwe-b, via: 198.18.7.1, table: ${TABLE.b} }`),
+  };
+}
 
 async function sh(cmd: string, args: string[], ns?: string): Promise<string> {
   const r = await run(cmd, args, ns === undefined ? {} : { ns });
@@ -77,7 +89,7 @@ EXPORT { Export_Id = 1; Path = ${dir}/data; Pseudo = /export/${name}; Protocols 
 }
 
 /** The two backend namespaces and links; returns the teardown. */
-async function topology(): Promise<{ servers: Background[]; down: () => Promise<void> }> {
+async function topology(SRC: Src): Promise<{ servers: Background[]; down: () => Promise<void> }> {
   const tmp = tempDir('egress-nfs');
   const clear = async (): Promise<void> => {
     for (const ns of Object.values(BE)) {
@@ -140,10 +152,22 @@ async function gw(args: string[]): Promise<string> {
   return (await run(args[0] ?? '', args.slice(1), { ns: NS.gw })).stdout;
 }
 
-for (const plane of ['kernel', 'proxy'] as const) {
-  t.test(`${plane} plane: two domains, one backend address, two egress links`, async (t) => {
-    const topo = await topology();
-    const d = new LabDaemon({ plane, domains: DOMAINS });
+const NATIVE = loadNative().status.loaded;
+const VARIANTS = [
+  { name: 'kernel plane', plane: 'kernel', src: SHARED_SRC, env: {} },
+  // With the addon the proxy binds each backend leg to its domain's link.
+  { name: `proxy plane${NATIVE ? '' : ' (addon not built)'}`, plane: 'proxy', src: NATIVE ? SHARED_SRC : DISTINCT_SRC, env: {} },
+  // Without it, net.connect from the source IP, routed by the `from` rule.
+  { name: 'proxy plane, SGW_NATIVE=off', plane: 'proxy', src: DISTINCT_SRC, env: { SGW_NATIVE: 'off' } },
+] as const;
+
+for (const v of VARIANTS) {
+  const { plane, src: SRC } = v;
+  const shared = SRC.a === SRC.b;
+  const esc = (ip: string): string => ip.replace(/\./g, '\\.');
+  t.test(`${v.name}: two domains, one backend address, two egress links${shared ? ', one source IP' : ''}`, async (t) => {
+    const topo = await topology(SRC);
+    const d = new LabDaemon({ plane, domains: domains(SRC), env: v.env });
     t.teardown(async () => {
       await d.dispose();
       for (const s of topo.servers) {
@@ -159,8 +183,8 @@ for (const plane of ['kernel', 'proxy'] as const) {
       const a = await fetch(NS.g1, 1024);
       const b = await fetch(NS.g2, 1024);
       t.ok(a.ok && b.ok, `both echoed: ${JSON.stringify([a, b])}`);
-      t.match(a.marker, new RegExp(`^backend-a ${SRC.a.replace(/\./g, '\\.')}:\\d+$`), 'acme answered by backend a, seen from acme\'s source IP');
-      t.match(b.marker, new RegExp(`^backend-b ${SRC.b.replace(/\./g, '\\.')}:\\d+$`), 'beta answered by backend b, seen from beta\'s source IP');
+      t.match(a.marker, new RegExp(`^backend-a ${esc(SRC.a)}:\\d+$`), 'acme answered by backend a, seen from acme\'s source IP');
+      t.match(b.marker, new RegExp(`^backend-b ${esc(SRC.b)}:\\d+$`), 'beta answered by backend b, seen from beta\'s source IP');
     });
 
     t.test('a real NFSv4 read reaches each domain\'s own server, and the other domain\'s export is not reachable', async (t) => {
@@ -175,21 +199,30 @@ for (const plane of ['kernel', 'proxy'] as const) {
     t.test('the kernel holds a table, rules and a zone per domain', async (t) => {
       const rules = await gw(['ip', 'rule', 'show']);
       t.match(rules, new RegExp(`iif sgwt-g1 lookup ${TABLE.a} proto 213`));
-      t.match(rules, new RegExp(`from ${SRC.b} lookup ${TABLE.b} proto 213`));
+      t.match(rules, new RegExp(`oif sgwe-b lookup ${TABLE.b} proto 213`), 'sockets bound to beta\'s link use beta\'s table');
+      if (shared) {
+        t.notMatch(rules, new RegExp(`from ${esc(SRC.a)} lookup`), 'no from rule for a source IP two domains share');
+      } else {
+        t.match(rules, new RegExp(`from ${esc(SRC.b)} lookup ${TABLE.b} proto 213`));
+      }
       t.match(await gw(['ip', 'route', 'show', 'table', String(TABLE.b)]), /198\.18\.8\.10 via 198\.18\.7\.1 dev sgwe-b/);
       t.match(await gw(['ip', 'route', 'show', 'table', String(TABLE.a)]), /unreachable default/);
       const raw = await gw(['iptables-save', '-t', 'raw']);
-      t.match(raw, new RegExp(`-A SGW-PREROUTING (-d ${SRC.a}/32 -i sgwe-a|-i sgwe-a -d ${SRC.a}/32) .*-j CT --zone ${TABLE.a}`));
+      t.match(raw, new RegExp(`-A SGW-PREROUTING (-d ${esc(SRC.a)}/32 -i sgwe-a|-i sgwe-a -d ${esc(SRC.a)}/32) .*-j CT --zone ${TABLE.a}`));
+      t.match(raw, new RegExp(`-A SGW-OUTPUT -s ${esc(SRC.b)}/32 -o sgwe-b .*-j CT --zone ${TABLE.b}`));
       t.match(raw, new RegExp(`-i sgwt-g2 .*-j CT --zone ${TABLE.b}`));
     });
 
-    t.test('concurrent transfers with the same guest port to the same address complete byte-exact in both domains', async (t) => {
+    t.test(`concurrent transfers with the same guest port to the same address complete byte-exact in both domains${shared ? ', with identical tuples on both links' : ''}`, async (t) => {
       const MIB = 16 * 1024 * 1024;
       const [a, b] = await Promise.all([fetch(NS.g1, MIB, 700, 'same'), fetch(NS.g2, MIB, 700, 'same')]);
       t.ok(a.ok, `acme: ${JSON.stringify(a)}`);
       t.ok(b.ok, `beta: ${JSON.stringify(b)}`);
-      t.match(a.marker, /^backend-a /);
-      t.match(b.marker, /^backend-b /);
+      // The marker names the peer each backend saw: the same source IP and
+      // port (the guests' 700, kept by SNAT and by the proxy's bind) means
+      // the two flows had the same 5-tuple at the same time.
+      t.match(a.marker, new RegExp(`^backend-a ${esc(SRC.a)}:700$`));
+      t.match(b.marker, new RegExp(`^backend-b ${esc(SRC.b)}:700$`));
     });
 
     t.test('each domain\'s flows live in its own conntrack zone', async (t) => {
@@ -200,8 +233,15 @@ for (const plane of ['kernel', 'proxy'] as const) {
       await Promise.all(held);
       t.match(za, new RegExp(`dst=${BACKEND.replace(/\./g, '\\.')}`), `zone ${TABLE.a} has acme's flow`);
       t.match(zb, new RegExp(`dst=${BACKEND.replace(/\./g, '\\.')}`), `zone ${TABLE.b} has beta's flow`);
-      t.notMatch(za, /169\.254\.2\.2|198\.18\.9\.2/, 'no beta flow in acme\'s zone');
-      t.notMatch(zb, /169\.254\.1\.2|198\.18\.9\.1/, 'no acme flow in beta\'s zone');
+      t.notMatch(za, shared ? /169\.254\.2\.2/ : /169\.254\.2\.2|198\.18\.9\.2/, 'no beta flow in acme\'s zone');
+      t.notMatch(zb, shared ? /169\.254\.1\.2/ : /169\.254\.1\.2|198\.18\.9\.1/, 'no acme flow in beta\'s zone');
+      if (shared) {
+        // The reply direction, as the backend link carries it (after SNAT in
+        // the kernel plane; the proxy's own connection in the proxy plane).
+        const tuple = new RegExp(`src=${esc(BACKEND)} dst=${esc(SRC.a)} sport=${PORT} dport=701`);
+        t.match(za, tuple, 'acme\'s zone holds backend:111 -> 198.18.9.1:701');
+        t.match(zb, tuple, 'and beta\'s zone the same tuple, at the same time');
+      }
     });
 
     t.test('sharegw explain and status show the egress and table a grant uses', async (t) => {
@@ -247,8 +287,12 @@ for (const plane of ['kernel', 'proxy'] as const) {
     t.test('a domain\'s traffic never falls back to host routing', async (t) => {
       // Other backend addresses are unreachable in the domain's table, and
       // the lab's host-routed backends are not the domain's anyway.
-      const r = await run('ip', ['route', 'get', '198.18.0.100', 'from', SRC.a], { ns: NS.gw });
-      t.not(r.code, 0, `route get from acme's source IP to a host-routed backend fails: ${r.stdout}${r.stderr}`);
+      const r = await run('ip', ['route', 'get', '198.18.0.100', 'from', SRC.a, 'oif', 'sgwe-a'], { ns: NS.gw });
+      t.not(r.code, 0, `route get from acme's source IP on its link to a host-routed backend fails: ${r.stdout}${r.stderr}`);
+      if (!shared) {
+        const f = await run('ip', ['route', 'get', '198.18.0.100', 'from', SRC.a], { ns: NS.gw });
+        t.not(f.code, 0, `and from the source IP alone (the fallback's route): ${f.stdout}${f.stderr}`);
+      }
     });
 
     t.test('removing a domain removes its table, rules and zone; the other keeps working', async (t) => {

@@ -99,3 +99,35 @@ t.test('validateConfig() refuses one backend address in two share networks unles
   const sameNetwork = validate('node: hv1\n', { 'a.yaml': dom('a', '198.18.9.1', 'shareNetwork: n\n'), 'b.yaml': dom('b', '198.18.9.2', 'shareNetwork: n\n') });
   t.same(sameNetwork.problems, [], 'one share network: one server');
 });
+
+t.test('validateConfig() lets domains on separate egress links share a source IP, and nothing else', async (t) => {
+  const shared = validate('node: hv1\n', {
+    'a.yaml': dom('a', '198.18.9.1', 'shareNetwork: net-a\negress: { interface: e0 }\n'),
+    'b.yaml': dom('b', '198.18.9.1', 'shareNetwork: net-b\negress: { interface: e1 }\n'),
+  });
+  t.same(shared.problems, [], 'two tenant networks gave the gateway the same address');
+  const egress = compileDesired(shared.config ?? (() => { throw new Error('no config'); })()).egress ?? [];
+  t.same(egress.map((e) => [e.domain, e.sourceIp, e.iface]), [['a', '198.18.9.1', 'e0'], ['b', '198.18.9.1', 'e1']]);
+
+  const sameLink = validate('node: hv1\n', {
+    'a.yaml': dom('a', '198.18.9.1', 'shareNetwork: net-a\negress: { interface: e0 }\n'),
+    'b.yaml': dom('b', '198.18.9.1', 'shareNetwork: net-b\negress: { interface: e0 }\n'),
+  });
+  t.same(codes(sameLink), ['b.yaml /sourceIp SGW_ERR_CONFIG_DUPLICATE']);
+  t.match(sameLink.problems[0]?.message, /already used on egress e0 by domain "a" \(a\.yaml:\d+\)/);
+
+  const oneHostRouted = validate('node: hv1\n', {
+    'a.yaml': dom('a', '198.18.9.1', 'shareNetwork: net-a\negress: { interface: e0 }\n'),
+    'b.yaml': dom('b', '198.18.9.1', 'shareNetwork: net-b\n', '198.18.8.11'),
+  });
+  t.same(codes(oneHostRouted), ['b.yaml /sourceIp SGW_ERR_CONFIG_DUPLICATE'], 'a host-routed domain never shares its source IP');
+
+  const three = validate('node: hv1\n', {
+    'a.yaml': dom('a', '198.18.9.1', 'shareNetwork: net-a\negress: { interface: e0 }\n'),
+    'b.yaml': dom('b', '198.18.9.1', 'shareNetwork: net-b\negress: { interface: e1 }\n'),
+    'c.yaml': dom('c', '198.18.9.1', 'shareNetwork: net-c\negress: { interface: e1 }\n'),
+  });
+  t.same(codes(three), ['c.yaml /sourceIp SGW_ERR_CONFIG_DUPLICATE'], 'the third on b\'s link clashes with b, not a');
+  t.match(three.problems[0]?.message, /domain "b"/);
+});
+

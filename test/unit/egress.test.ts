@@ -31,8 +31,36 @@ t.test('renderEgress() gives each domain a table, routes to its backends and rul
     { priority: 20000, table: 20002, from: '198.18.9.2' },
     { priority: 20000, table: 20001, iif: 'sgwt-g1' },
     { priority: 20000, table: 20002, iif: 'sgwt-g2' },
+    { priority: 20000, table: 20001, oif: 'sgwe-a' },
+    { priority: 20000, table: 20002, oif: 'sgwe-b' },
   ]);
   t.same(renderEgress(compileDesired(configFrom(labYaml('kernel').daemon, labYaml('kernel').domains))), { routes: [], rules: [] }, 'no egress, nothing');
+});
+
+t.test('renderEgress() with one source IP on two egress links: device rules only, no ambiguous from rules', async (t) => {
+  const d = twoDomains();
+  const shared = { ...d, egress: (d.egress ?? []).map((e) => ({ ...e, sourceIp: '198.18.9.1' })) };
+  const spec = renderEgress(shared);
+  t.same(
+    spec.rules.filter((r) => r.from === '198.18.9.1'),
+    [],
+    'two `from 198.18.9.1` rules at one priority would send both domains to the first table',
+  );
+  t.same(
+    spec.rules.filter((r) => r.oif !== undefined),
+    [
+      { priority: 20000, table: 20001, oif: 'sgwe-a' },
+      { priority: 20000, table: 20002, oif: 'sgwe-b' },
+    ],
+  );
+  t.ok(spec.rules.some((r) => r.iif === 'sgwt-g2' && r.table === 20002), 'the kernel plane still routes by tunnel');
+  const zones = renderRules({ desired: { ...shared, dataplane: 'proxy' }, existing: parseSave('') })
+    .split('\n')
+    .filter((l) => l.startsWith('-A SGW-OUTPUT -s 198.18.9.1/32'));
+  t.same(zones, [
+    '-A SGW-OUTPUT -s 198.18.9.1/32 -o sgwe-a -m comment --comment "sharegw acme egress" -j CT --zone 20001',
+    '-A SGW-OUTPUT -s 198.18.9.1/32 -o sgwe-b -m comment --comment "sharegw beta egress" -j CT --zone 20002',
+  ], 'the proxy\'s own packets get their zone by device too');
 });
 
 t.test('diffEgress() fills tables first, then adds rules, then removes stale rules and routes', async (t) => {
@@ -50,6 +78,8 @@ rule add from 198.18.9.1/32 lookup 20001 pref 20000 protocol 213
 rule add from 198.18.9.2/32 lookup 20002 pref 20000 protocol 213
 rule add iif sgwt-g1 lookup 20001 pref 20000 protocol 213
 rule add iif sgwt-g2 lookup 20002 pref 20000 protocol 213
+rule add oif sgwe-a lookup 20001 pref 20000 protocol 213
+rule add oif sgwe-b lookup 20002 pref 20000 protocol 213
 `,
   );
   t.equal(diffEgress(want, want), '', 'nothing to do when the kernel holds it');
@@ -60,6 +90,7 @@ rule add iif sgwt-g2 lookup 20002 pref 20000 protocol 213
     `rule del from 169.254.2.2/32 lookup 20002 pref 20000 protocol 213
 rule del from 198.18.9.2/32 lookup 20002 pref 20000 protocol 213
 rule del iif sgwt-g2 lookup 20002 pref 20000 protocol 213
+rule del oif sgwe-b lookup 20002 pref 20000 protocol 213
 route del 198.18.8.10 via 198.18.7.1 dev sgwe-b table 20002 proto 213
 route del unreachable default table 20002 proto 213
 `,
@@ -67,7 +98,7 @@ route del unreachable default table 20002 proto 213
   // A changed next hop is replaced in place, never deleted after.
   const moved = { routes: want.routes.map((r) => (r.via === undefined ? r : { ...r, via: '198.18.7.2' })), rules: want.rules };
   t.equal(diffEgress(moved, want), 'route replace 198.18.8.10 via 198.18.7.2 dev sgwe-b table 20002 proto 213\n');
-  t.equal(renderEgressCleanup(want).split('\n').filter((l) => l !== '').length, 10, 'cleanup removes all 10');
+  t.equal(renderEgressCleanup(want).split('\n').filter((l) => l !== '').length, 12, 'cleanup removes all 12');
 });
 
 t.test('parseEgress() keeps only entries with our protocol and reads them back equal to the render', async (t) => {
@@ -76,6 +107,7 @@ t.test('parseEgress() keeps only entries with our protocol and reads them back e
     { priority: 20000, src: '169.254.1.2', table: '20001', protocol: '213' },
     { priority: 20000, src: '198.18.9.1', table: '20001', protocol: '213' },
     { priority: 20000, src: 'all', iif: 'sgwt-g1', table: '20001', protocol: '213' },
+    { priority: 20000, src: 'all', oif: 'sgwe-a', table: '20001', protocol: '213' },
     { priority: 100, src: 'all', iif: 'eth0', table: '7' },
     { priority: 32766, src: 'all', table: 'main' },
   ]);
@@ -101,9 +133,9 @@ t.test('renderRules() puts each egress domain in its own conntrack zone, both di
     '-A SGW-PREROUTING -i sgwt-g2 -m comment --comment "sharegw beta/g2 zone" -j CT --zone 20002',
     '-A SGW-OUTPUT -o sgwt-g2 -m comment --comment "sharegw beta/g2 zone" -j CT --zone 20002',
     '-A SGW-PREROUTING -i sgwe-a -d 198.18.9.1/32 -m comment --comment "sharegw acme egress" -j CT --zone 20001',
-    '-A SGW-OUTPUT -s 198.18.9.1/32 -m comment --comment "sharegw acme egress" -j CT --zone 20001',
+    '-A SGW-OUTPUT -s 198.18.9.1/32 -o sgwe-a -m comment --comment "sharegw acme egress" -j CT --zone 20001',
     '-A SGW-PREROUTING -i sgwe-b -d 198.18.9.2/32 -m comment --comment "sharegw beta egress" -j CT --zone 20002',
-    '-A SGW-OUTPUT -s 198.18.9.2/32 -m comment --comment "sharegw beta egress" -j CT --zone 20002',
+    '-A SGW-OUTPUT -s 198.18.9.2/32 -o sgwe-b -m comment --comment "sharegw beta egress" -j CT --zone 20002',
   ]);
   t.match(text, /^-I OUTPUT 1 -m comment --comment "sharegw" -j SGW-OUTPUT$/m);
   // Anti-spoof stays first for every tunnel.
@@ -133,7 +165,7 @@ t.test('renderEgress() rule and route counts grow linearly: 1,000 domains x 10 g
   const t0 = performance.now();
   const spec = renderEgress({ dataplane: 'kernel', guests, egress, rulePriority: 20000 });
   t.equal(spec.routes.length, 1000 * 4, 'a default and 3 backends per domain');
-  t.equal(spec.rules.length, 1000 * (1 + 10 * 2), 'source IP, and iif + from per guest');
+  t.equal(spec.rules.length, 1000 * (2 + 10 * 2), 'source IP and egress device, and iif + from per guest');
   t.equal(diffEgress(spec, spec), '');
   t.comment(`rendered and diffed in ${Math.round(performance.now() - t0)} ms`);
 });

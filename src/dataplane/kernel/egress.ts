@@ -13,6 +13,8 @@ import type { DesiredState } from '../../model/desired';
  *             iif <tunnel> lookup T        (kernel plane: D's forwarded flows)
  *             from <guestIp>/32 lookup T   (reverse path of D's replies, so
  *                                            strict rp_filter holds)
+ *             oif <E> lookup T             (proxy: backend sockets bound to E,
+ *                                            the native egressSocket shim)
  *             from <sourceIp>/32 lookup T  (proxy plane: sockets bound to D's
  *                                            source IP)
  *
@@ -38,8 +40,10 @@ export interface EgressRoute {
 export interface EgressRule {
   priority: number;
   table: number;
-  /** Exactly one of iif and from. */
+  /** Exactly one of iif, oif and from. */
   iif?: string;
+  /** A device locally generated packets are bound to (SO_BINDTODEVICE). */
+  oif?: string;
   /** An IPv4 address; the rule matches it as /32. */
   from?: string;
 }
@@ -67,12 +71,23 @@ export function renderEgress(desired: DesiredState): EgressSpec {
       list.push(g);
     }
   }
+  const sources = new Map<string, number>();
+  for (const e of desired.egress ?? []) {
+    sources.set(e.sourceIp, (sources.get(e.sourceIp) ?? 0) + 1);
+  }
   for (const e of desired.egress ?? []) {
     routes.push({ table: e.table, dst: 'default', type: 'unreachable' });
     for (const b of e.backends) {
       routes.push({ table: e.table, dst: b, type: 'unicast', dev: e.iface, ...(e.via === null ? {} : { via: e.via }) });
     }
-    rules.push({ priority, table: e.table, from: e.sourceIp });
+    // Sockets bound to the egress device (the proxy's backend legs, native
+    // shim) are routed by device; `from <sourceIp>` serves the fallback and
+    // exists only while no other domain shares the address: two such rules
+    // at one priority would send both domains to whichever came first.
+    rules.push({ priority, table: e.table, oif: e.iface });
+    if ((sources.get(e.sourceIp) ?? 0) === 1) {
+      rules.push({ priority, table: e.table, from: e.sourceIp });
+    }
     for (const g of byDomain.get(e.domain) ?? []) {
       rules.push({ priority, table: e.table, iif: g.iface });
       rules.push({ priority, table: e.table, from: g.guestIp });
@@ -101,7 +116,7 @@ export function routeKey(r: EgressRoute): string {
 
 /** Full text of a rule: selector, table, priority. */
 export function ruleKey(r: EgressRule): string {
-  const sel = r.iif !== undefined ? `iif ${r.iif}` : `from ${r.from ?? ''}/32`;
+  const sel = r.iif !== undefined ? `iif ${r.iif}` : r.oif !== undefined ? `oif ${r.oif}` : `from ${r.from ?? ''}/32`;
   return `${sel} lookup ${r.table} pref ${r.priority}`;
 }
 
@@ -181,6 +196,8 @@ export function parseEgress(rulesJson: string, routesJson: string): EgressSpec {
     const priority = Number(r['priority']);
     if (typeof r['iif'] === 'string') {
       rules.push({ priority, table, iif: r['iif'] });
+    } else if (typeof r['oif'] === 'string') {
+      rules.push({ priority, table, oif: r['oif'] });
     } else if (typeof r['src'] === 'string' && r['src'] !== 'all') {
       rules.push({ priority, table, from: r['src'] });
     }

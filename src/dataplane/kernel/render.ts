@@ -29,7 +29,7 @@ import type { SavedRuleset } from './save-parse';
  *   raw PREROUTING -> SGW-PREROUTING: -i T -> CT --zone Z (after anti-spoof)
  *                                     -i E -d s -> CT --zone Z (egress replies)
  *   raw OUTPUT     -> SGW-OUTPUT:     -o T -> CT --zone Z (gateway to guest)
- *                                     -s s -> CT --zone Z (proxy to backend)
+ *                                     -s s -o E -> CT --zone Z (proxy to backend)
  *
  * With --noflush, declaring a chain (`:NAME - [0:0]`) flushes it, so each
  * run replaces our chains' contents atomically; stale chains of removed
@@ -127,7 +127,8 @@ export function renderRules(input: RenderInput): string {
   for (const e of egress) {
     const tag = `sharegw ${e.domain} egress`;
     rules.raw.push(`-A SGW-PREROUTING -i ${e.iface} -d ${e.sourceIp}/32 ${comment(tag)} -j CT --zone ${e.table}`);
-    rules.raw.push(`-A SGW-OUTPUT -s ${e.sourceIp}/32 ${comment(tag)} -j CT --zone ${e.table}`);
+    // By device too: domains on separate egress links may share a source IP.
+    rules.raw.push(`-A SGW-OUTPUT -s ${e.sourceIp}/32 -o ${e.iface} ${comment(tag)} -j CT --zone ${e.table}`);
   }
 
   let out: string[] = [];

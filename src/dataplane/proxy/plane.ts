@@ -54,6 +54,8 @@ export class ProxyPlane {
   /** The access log: a child logger whose records carry log: "access". */
   private readonly access: Logger;
   private guests = new Map<string, GuestState>();
+  /** Per domain with its own egress: the device its backend legs are bound to, and whether its source IP is shared. */
+  private egress = new Map<string, { iface: string; sharedSourceIp: boolean }>();
   private closing = false;
 
   constructor(
@@ -111,6 +113,7 @@ export class ProxyPlane {
    */
   async open(desired: DesiredState): Promise<Map<string, number>> {
     this.guests = new Map(desired.guests.map((g) => [g.key, g]));
+    this.egress = egressByDomain(desired);
     const active = this.listening(desired);
     for (const g of desired.guests) {
       for (const gr of g.grants) {
@@ -252,6 +255,7 @@ export class ProxyPlane {
     this.perGuest.set(g.key, n + 1);
     this.counters.inc('sharegw_proxy_connections_total', { domain: g.domain });
     const grant = g.grants.find((gr) => gr.backend === l.backend && gr.port === l.port);
+    const egress = this.egress.get(g.domain);
     const s = new Session(
       sock,
       {
@@ -262,6 +266,7 @@ export class ProxyPlane {
         idleTimeoutMs: this.settings.idleTimeoutMs,
         keepAliveMs: this.settings.keepAliveMs,
         userTimeoutMs: this.settings.userTimeoutMs,
+        ...(egress !== undefined ? { egress } : {}),
         ...transformFor(grant, () => this.guests.get(g.key)?.grants.find((gr) => gr.backend === l.backend && gr.port === l.port)?.nfs?.exports ?? []),
       },
       this.log,
@@ -401,4 +406,13 @@ function transformFor(grant: Grant | undefined, liveExports: () => readonly stri
     };
   }
   return {};
+}
+
+/** The egress of each domain that has one (ADR 0011), as sessions need it. */
+export function egressByDomain(desired: DesiredState): Map<string, { iface: string; sharedSourceIp: boolean }> {
+  const bySource = new Map<string, number>();
+  for (const e of desired.egress ?? []) {
+    bySource.set(e.sourceIp, (bySource.get(e.sourceIp) ?? 0) + 1);
+  }
+  return new Map((desired.egress ?? []).map((e) => [e.domain, { iface: e.iface, sharedSourceIp: (bySource.get(e.sourceIp) ?? 0) > 1 }]));
 }

@@ -3,7 +3,7 @@ import type { Counters } from '../../observability/counters';
 import type { Logger } from '../../observability/logger';
 import type { Direction, Refusal, Relay, StreamTransform } from '../../protocols/relay';
 import { NativeError } from '../../errors';
-import { activeSpliceRelay, activeTcpTuning, countFallback, resumeReading, tuneSocket } from '../../native';
+import { activeSpliceRelay, activeTcpTuning, countFallback, egressSocket, resumeReading, tuneSocket } from '../../native';
 import type { Impl, SpliceEvent, SpliceHandle, SpliceRelayShim, TcpTuning } from '../../native';
 
 /** Settings a relay needs. */
@@ -22,10 +22,20 @@ export interface RelayOptions {
   tuning?: TcpTuning;
   /** Protocol-aware sessions: every chunk each way goes through it before anything is written. */
   transform?: StreamTransform;
+  /**
+   * The domain's own egress (ADR 0011): the backend leg is bound to this
+   * device, so that it is routed by the domain's `oif` rule and two domains
+   * may share a source IP. `sharedSourceIp`: another domain on this host
+   * uses the same source IP, so the fallback (net.connect, routed by the
+   * `from` rule) cannot tell them apart and the session fails closed.
+   */
+  egress?: { iface: string; sharedSourceIp: boolean };
+  /** Makes the device-bound socket; default the addon's (null when it is not loaded). */
+  egressSocket?: (device: string, address: string, port: number) => net.Socket | null;
 }
 
 /** Why a session ended; stable values (logs, counters). */
-export type CloseReason = 'done' | 'guest-error' | 'backend-error' | 'connect-failed' | 'idle' | 'half-closed' | 'shutdown' | 'revoked' | 'refused';
+export type CloseReason = 'done' | 'guest-error' | 'backend-error' | 'connect-failed' | 'egress-unavailable' | 'idle' | 'half-closed' | 'shutdown' | 'revoked' | 'refused';
 
 /**
  * How long a flow may stay half-closed (one side sent FIN, the other never
@@ -115,14 +125,51 @@ export class Session {
 
   private connect(localPort: number, privileged: boolean, triesLeft: number): void {
     const o = this.opts;
-    const sock = net.connect({
-      host: o.backend,
-      port: o.port,
-      localAddress: o.sourceIp,
-      ...(localPort > 0 ? { localPort } : {}),
-      noDelay: true,
-      allowHalfOpen: true,
-    });
+    let sock: net.Socket | null;
+    try {
+      sock = this.egressBound(localPort);
+    } catch (err) {
+      if (err instanceof NativeError && err.errno === 'EADDRINUSE' && privileged && triesLeft > 1) {
+        this.connect(this.otherPrivilegedPort(), privileged, triesLeft - 1);
+        return;
+      }
+      countFallback(this.counters, 'egressSocket', err);
+      if (o.egress?.sharedSourceIp === true) {
+        this.log.warn({ err: (err as Error).message, backend: o.backend, iface: o.egress.iface }, 'egress socket failed; the source IP is shared, so there is no fallback');
+        this.close('egress-unavailable');
+        return;
+      }
+      sock = null;
+    }
+    if (sock === null && o.egress?.sharedSourceIp === true) {
+      // Without the addon the backend leg is routed by the `from <sourceIp>`
+      // rule, which is ambiguous when two domains share the source IP.
+      this.log.warn({ backend: o.backend, iface: o.egress.iface }, 'native egressSocket unavailable and the source IP is shared: refusing rather than risk the other domain\'s network');
+      this.close('egress-unavailable');
+      return;
+    }
+    if (sock !== null) {
+      sock.connect({ host: o.backend, port: o.port });
+      sock.setNoDelay(true);
+    }
+    this.startBackend(
+      sock ??
+        net.connect({
+          host: o.backend,
+          port: o.port,
+          localAddress: o.sourceIp,
+          ...(localPort > 0 ? { localPort } : {}),
+          noDelay: true,
+          allowHalfOpen: true,
+        }),
+      privileged,
+      triesLeft,
+    );
+  }
+
+  /** Watches the connecting backend leg: relay once connected, retry a taken privileged port, else close. */
+  private startBackend(sock: net.Socket, privileged: boolean, triesLeft: number): void {
+    const o = this.opts;
     this.backendSock = sock;
     const timer = setTimeout(() => sock.destroy(new Error('connect timeout')), o.connectTimeoutMs);
     // Remembered: after an error such as ETIMEDOUT the socket no longer
@@ -145,8 +192,7 @@ export class Session {
       if (!established && err.code === 'EADDRINUSE' && privileged && triesLeft > 1) {
         // Another guest of this domain uses that port to this backend: pick
         // another privileged one so `secure` exports still accept us.
-        const next = PRIV_LOW + Math.floor(Math.random() * (PRIV_HIGH - PRIV_LOW + 1));
-        this.connect(next, privileged, triesLeft - 1);
+        this.connect(this.otherPrivilegedPort(), privileged, triesLeft - 1);
         return;
       }
       const connected = established && sock.bytesRead + sock.bytesWritten > 0;
@@ -154,6 +200,20 @@ export class Session {
       this.log.debug({ err: err.code, backend: o.backend, port: o.port }, 'backend leg failed');
       this.close(connected ? 'backend-error' : 'connect-failed');
     });
+  }
+
+  /** A random privileged port, for a retry after EADDRINUSE (`secure` exports want one). */
+  private otherPrivilegedPort(): number {
+    return PRIV_LOW + Math.floor(Math.random() * (PRIV_HIGH - PRIV_LOW + 1));
+  }
+
+  /** The backend socket bound to the domain's egress device, unconnected; null: use net.connect. */
+  private egressBound(localPort: number): net.Socket | null {
+    const o = this.opts;
+    if (o.egress === undefined) {
+      return null;
+    }
+    return (o.egressSocket ?? egressSocket)(o.egress.iface, o.sourceIp, localPort);
   }
 
   private tcpOptions(): { userTimeoutMs: number; keepAliveMs: number } {
