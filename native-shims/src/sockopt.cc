@@ -184,8 +184,13 @@ Napi::Value EgressSocket(const Napi::CallbackInfo& info) {
   if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, dev.c_str(), static_cast<socklen_t>(dev.size())) != 0) {
     fail("setsockopt(SO_BINDTODEVICE)");
   }
+  int one = 1;
+  // As libuv does for every TCP bind: a port whose last connection is in
+  // TIME_WAIT may be bound again (the 4-tuple is still checked at connect).
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
+    fail("setsockopt(SO_REUSEADDR)");
+  }
   if (portD == 0) {
-    int one = 1;
     if (setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0) {
       fail("setsockopt(IP_BIND_ADDRESS_NO_PORT)");
     }
