@@ -1,7 +1,10 @@
+import * as fs from 'node:fs';
 import { AdminServer } from './admin/server';
 import { loadConfig } from './config/load';
 import { KernelRules } from './dataplane/kernel/plane';
 import { EgressRoutes } from './dataplane/kernel/egress-apply';
+import { rpFilterWarnings } from './dataplane/kernel/egress';
+import type { EgressWarning } from './dataplane/kernel/egress';
 import { ProxyPlane } from './dataplane/proxy/plane';
 import { ConfigError, describeError, formatProblem } from './errors';
 import type { SgwConfig } from './model/config';
@@ -71,6 +74,7 @@ export class Daemon {
   private readonly egress = new EgressRoutes();
   /** The last egress batch that applied only partly (status), or null. */
   private egressError: { message: string; context: string; at: string } | null = null;
+  private egressWarnings: EgressWarning[] = [];
   /**
    * The proxy runs in both planes. In the kernel plane it carries only the
    * grants steered to it (an SMB or NFS policy the domain set, or `ro`) and
@@ -367,6 +371,7 @@ export class Daemon {
       } else {
         this.egressError = { ...egressError, at: new Date().toISOString() };
       }
+      this.checkEgressHost(desired);
       if (eg !== null && egressError === null) {
         if (eg.drifted) {
           this.counters.inc('sharegw_egress_drift_repairs_total');
@@ -783,9 +788,25 @@ export class Daemon {
       })),
       kernel,
       egressError: this.egressError,
+      egressWarnings: this.egressWarnings,
       proxy: { listeners: this.proxy.listenerCount(), flows: this.proxy.flows() },
       counters: this.counters.snapshot(),
     };
+  }
+
+  /** Host settings that break an egress without failing its apply (rp_filter); logged when they change. */
+  private checkEgressHost(desired: DesiredState): void {
+    const warnings = rpFilterWarnings(desired.egress ?? [], readRpFilter);
+    const key = (w: EgressWarning[]): string => w.map((x) => `${x.domain} ${x.code} ${x.message}`).join('\n');
+    if (key(warnings) !== key(this.egressWarnings)) {
+      for (const w of warnings) {
+        this.log.warn({ code: w.code, domain: w.domain, iface: w.iface }, w.message);
+      }
+      if (warnings.length > 0) {
+        this.counters.inc('sharegw_egress_warnings_total', {}, warnings.length);
+      }
+    }
+    this.egressWarnings = warnings;
   }
 
   /** Orderly stop: no new work, drain proxied flows, keep or remove rules. */
@@ -868,4 +889,14 @@ function restartOnly(cur: SgwConfig, next: SgwConfig): string[] {
     }
   }
   return out;
+}
+
+/** net.ipv4.conf.<name>.rp_filter of this network namespace; null when there is no such link. */
+function readRpFilter(name: string): number | null {
+  try {
+    const v = Number(fs.readFileSync(`/proc/sys/net/ipv4/conf/${name}/rp_filter`, 'utf8').trim());
+    return Number.isInteger(v) ? v : null;
+  } catch {
+    return null;
+  }
 }

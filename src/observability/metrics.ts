@@ -43,6 +43,7 @@ const HELP: Record<string, string> = {
   sharegw_rule_drift_repairs_total: 'Repairs of sharegw chains or jumps changed by another program',
   sharegw_egress_drift_repairs_total: 'Repairs of sharegw egress routes or policy rules changed by another program',
   sharegw_egress_errors_total: 'Egress batches that applied only partly (the affected domains fail closed)',
+  sharegw_egress_warnings_total: 'Host settings found breaking a domain\'s egress (strict rp_filter on a link with a shared source IP), counted when they change',
   sharegw_revocations_total: 'Revoked grants by reason',
   sharegw_flows_cut_total: 'Established flows cut by revocation, by plane',
   sharegw_conntrack_errors_total: 'Failed conntrack deletions by error code',

@@ -92,6 +92,12 @@ EXPORT { Export_Id = 1; Path = ${dir}/data; Pseudo = /export/${name}; Protocols 
 async function topology(SRC: Src): Promise<{ servers: Background[]; down: () => Promise<void> }> {
   const tmp = tempDir('egress-nfs');
   const clear = async (): Promise<void> => {
+    // The links first, synchronously: a deleted namespace takes its end of
+    // a veth pair with it only later (the kernel cleans namespaces up in
+    // the background), and the next topology() would find it still there.
+    for (const k of Object.keys(BE)) {
+      await run('ip', ['-n', NS.gw, 'link', 'del', `sgwe-${k}`]);
+    }
     for (const ns of Object.values(BE)) {
       await run('ip', ['netns', 'del', ns]);
     }
@@ -256,6 +262,31 @@ for (const [vi, v] of VARIANTS.entries()) {
         t.match(zb, tuple, 'and beta\'s zone the same tuple, at the same time');
       }
     });
+
+    if (shared) {
+      t.test('strict rp_filter on a link with a shared source IP is reported in status; proxied flows over it fail, as the warning says', async (t) => {
+        type St = { egressWarnings: { domain: string; code: string; message: string }[] };
+        const warned = async (): Promise<boolean> => ((await d.status()) as St).egressWarnings.some((w) => w.domain === 'beta' && w.code === 'SGW_WARN_EGRESS_RP_FILTER');
+        await gw(['sysctl', '-qw', 'net.ipv4.conf.sgwe-b.rp_filter=1']);
+        try {
+          await until('the rp_filter warning in status', warned);
+          const st = (await d.status()) as St;
+          t.same(st.egressWarnings.map((w) => w.domain), ['beta'], 'only beta\'s link is strict');
+          const b = await fetch(NS.g2, 1024);
+          if (plane === 'proxy') {
+            t.notOk(b.ok, `the proxy's connection from the shared source IP gets no reply through strict rp_filter: ${JSON.stringify(b)}`);
+          } else {
+            t.ok(b.ok, 'forwarded flows are unaffected (the reply\'s reverse path is the guest\'s rule)');
+          }
+          t.ok((await fetch(NS.g1, 1024)).ok, 'acme is unaffected');
+        } finally {
+          await gw(['sysctl', '-qw', 'net.ipv4.conf.sgwe-b.rp_filter=0']);
+        }
+        await until('the warning cleared', async () => !(await warned()));
+        const again = await fetch(NS.g2, 1024);
+        t.ok(again.ok, `beta works again with rp_filter off: ${JSON.stringify(again)}`);
+      });
+    }
 
     t.test('sharegw explain and status show the egress and table a grant uses', async (t) => {
       const cli = path.join(ROOT, 'dist/src/cli/sharegw.js');

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { diffEgress, parseEgress, renderEgress, renderEgressCleanup } from '../../src/dataplane/kernel/egress';
+import { diffEgress, parseEgress, renderEgress, renderEgressCleanup, rpFilterWarnings } from '../../src/dataplane/kernel/egress';
 import { renderRules } from '../../src/dataplane/kernel/render';
 import { parseSave } from '../../src/dataplane/kernel/save-parse';
 import { compileDesired } from '../../src/policy/policy';
@@ -61,6 +61,19 @@ t.test('renderEgress() with one source IP on two egress links: device rules only
     '-A SGW-OUTPUT -s 198.18.9.1/32 -o sgwe-a -m comment --comment "sharegw acme egress" -j CT --zone 20001',
     '-A SGW-OUTPUT -s 198.18.9.1/32 -o sgwe-b -m comment --comment "sharegw beta egress" -j CT --zone 20002',
   ], 'the proxy\'s own packets get their zone by device too');
+});
+
+t.test('rpFilterWarnings(): strict rp_filter (max of all and the link) on a link whose source IP is shared', async (t) => {
+  const e = (domain: string, iface: string, sourceIp: string): { domain: string; iface: string; via: null; table: number; sourceIp: string; backends: string[] } => ({ domain, iface, via: null, table: 1, sourceIp, backends: [] });
+  const egress = [e('a', 'e0', '198.18.9.1'), e('b', 'e1', '198.18.9.1'), e('c', 'e2', '198.18.9.3')];
+  const sysctl = (v: Record<string, number>) => (name: string): number | null => v[name] ?? null;
+  t.same(rpFilterWarnings(egress, sysctl({ all: 0, e0: 0, e1: 2, e2: 1 })), [], 'loose or off on the shared links; strict only where the address is unique');
+  const w = rpFilterWarnings(egress, sysctl({ all: 0, e0: 1, e1: 0, e2: 1 }));
+  t.same(w.map((x) => [x.domain, x.iface, x.code]), [['a', 'e0', 'SGW_WARN_EGRESS_RP_FILTER']]);
+  t.match(w[0]?.message, /net\.ipv4\.conf\.e0\.rp_filter .* to 0 or 2/);
+  t.same(rpFilterWarnings(egress, sysctl({ all: 1, e0: 0, e1: 0 })).map((x) => x.domain), ['a', 'b'], 'conf/all = 1 makes every link strict');
+  t.same(rpFilterWarnings(egress, sysctl({ all: 1, e0: 2, e1: 2 })), [], 'the larger value wins: loose');
+  t.same(rpFilterWarnings(egress, sysctl({ all: 1 })), [], 'a link that does not exist (yet) is left to the egress apply');
 });
 
 t.test('diffEgress() fills tables first, then adds rules, then removes stale rules and routes', async (t) => {

@@ -1,4 +1,4 @@
-import type { DesiredState } from '../../model/desired';
+import type { DesiredState, EgressState } from '../../model/desired';
 
 /**
  * Pure renderer of per-domain egress routing (ADR 0011): desired state ->
@@ -224,4 +224,43 @@ export function parseEgress(rulesJson: string, routesJson: string): EgressSpec {
 function parseArray(text: string): Record<string, unknown>[] {
   const v: unknown = text.trim() === '' ? [] : JSON.parse(text);
   return Array.isArray(v) ? (v.filter((x) => x !== null && typeof x === 'object') as Record<string, unknown>[]) : [];
+}
+
+/** Something about the host that breaks a domain's egress without failing the apply. */
+export interface EgressWarning {
+  domain: string;
+  iface: string;
+  code: 'SGW_WARN_EGRESS_RP_FILTER';
+  message: string;
+}
+
+/**
+ * Strict reverse-path filtering on the link of a domain whose source IP
+ * another domain shares. The reply to a proxy socket (bound to the link)
+ * is checked by a lookup from the shared address with `iif lo`, which no
+ * rule of ours can tell apart: the kernel finds no route back through the
+ * link and drops it. Loose mode (2) retries with the link as output, which
+ * the `oif` rule answers. The kernel uses max(conf/all, conf/<link>).
+ * `rpFilter(name)` reads net.ipv4.conf.<name>.rp_filter, null if unknown.
+ */
+export function rpFilterWarnings(egress: readonly EgressState[], rpFilter: (name: string) => number | null): EgressWarning[] {
+  const count = new Map<string, number>();
+  for (const e of egress) {
+    count.set(e.sourceIp, (count.get(e.sourceIp) ?? 0) + 1);
+  }
+  const all = rpFilter('all') ?? 0;
+  const out: EgressWarning[] = [];
+  for (const e of egress) {
+    const dev = rpFilter(e.iface);
+    if ((count.get(e.sourceIp) ?? 0) < 2 || dev === null || Math.max(all, dev) !== 1) {
+      continue;
+    }
+    out.push({
+      domain: e.domain,
+      iface: e.iface,
+      code: 'SGW_WARN_EGRESS_RP_FILTER',
+      message: `strict rp_filter on ${e.iface} drops the replies to proxied flows from the shared source IP ${e.sourceIp}; set net.ipv4.conf.${e.iface}.rp_filter and net.ipv4.conf.all.rp_filter to 0 or 2`,
+    });
+  }
+  return out;
 }
