@@ -189,9 +189,11 @@ export class Session {
       if (this.closed) {
         return;
       }
-      if (!established && err.code === 'EADDRINUSE' && privileged && triesLeft > 1) {
+      if (!established && (err.code === 'EADDRINUSE' || err.code === 'EADDRNOTAVAIL') && privileged && triesLeft > 1) {
         // Another guest of this domain uses that port to this backend: pick
-        // another privileged one so `secure` exports still accept us.
+        // another privileged one so `secure` exports still accept us. (With
+        // SO_REUSEADDR, which libuv and egressSocket set, the bind succeeds
+        // and connect() finds the 4-tuple taken: EADDRNOTAVAIL.)
         this.connect(this.otherPrivilegedPort(), privileged, triesLeft - 1);
         return;
       }
