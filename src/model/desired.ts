@@ -94,3 +94,21 @@ export interface DesiredState {
   /** Priority of the egress policy rules. */
   rulePriority?: number;
 }
+
+/**
+ * Source IPs that more than one domain with egress uses (overlapping tenant
+ * networks, ADR 0011): routing by source address cannot tell those domains
+ * apart, so only device-bound sockets and `oif` rules serve them.
+ */
+export function sharedSourceIps(egress: readonly EgressState[] | undefined): Set<string> {
+  const seen = new Set<string>();
+  const shared = new Set<string>();
+  for (const e of egress ?? []) {
+    if (seen.has(e.sourceIp)) {
+      shared.add(e.sourceIp);
+    }
+    seen.add(e.sourceIp);
+  }
+  return shared;
+}
+

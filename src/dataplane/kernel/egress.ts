@@ -1,4 +1,5 @@
 import type { DesiredState, EgressState } from '../../model/desired';
+import { sharedSourceIps } from '../../model/desired';
 
 /**
  * Pure renderer of per-domain egress routing (ADR 0011): desired state ->
@@ -71,10 +72,7 @@ export function renderEgress(desired: DesiredState): EgressSpec {
       list.push(g);
     }
   }
-  const sources = new Map<string, number>();
-  for (const e of desired.egress ?? []) {
-    sources.set(e.sourceIp, (sources.get(e.sourceIp) ?? 0) + 1);
-  }
+  const shared = sharedSourceIps(desired.egress);
   for (const e of desired.egress ?? []) {
     routes.push({ table: e.table, dst: 'default', type: 'unreachable' });
     for (const b of e.backends) {
@@ -85,7 +83,7 @@ export function renderEgress(desired: DesiredState): EgressSpec {
     // exists only while no other domain shares the address: two such rules
     // at one priority would send both domains to whichever came first.
     rules.push({ priority, table: e.table, oif: e.iface });
-    if ((sources.get(e.sourceIp) ?? 0) === 1) {
+    if (!shared.has(e.sourceIp)) {
       rules.push({ priority, table: e.table, from: e.sourceIp });
     }
     for (const g of byDomain.get(e.domain) ?? []) {
@@ -244,15 +242,12 @@ export interface EgressWarning {
  * `rpFilter(name)` reads net.ipv4.conf.<name>.rp_filter, null if unknown.
  */
 export function rpFilterWarnings(egress: readonly EgressState[], rpFilter: (name: string) => number | null): EgressWarning[] {
-  const count = new Map<string, number>();
-  for (const e of egress) {
-    count.set(e.sourceIp, (count.get(e.sourceIp) ?? 0) + 1);
-  }
+  const shared = sharedSourceIps(egress);
   const all = rpFilter('all') ?? 0;
   const out: EgressWarning[] = [];
   for (const e of egress) {
     const dev = rpFilter(e.iface);
-    if ((count.get(e.sourceIp) ?? 0) < 2 || dev === null || Math.max(all, dev) !== 1) {
+    if (!shared.has(e.sourceIp) || dev === null || Math.max(all, dev) !== 1) {
       continue;
     }
     out.push({

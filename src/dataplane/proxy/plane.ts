@@ -9,6 +9,7 @@ import { RpcStream } from '../../protocols/rpc-stream';
 import type { StreamTransform } from '../../protocols/relay';
 import { SmbStream } from '../../protocols/smb-stream';
 import type { Grant } from '../../model/desired';
+import { sharedSourceIps } from '../../model/desired';
 import { Session } from './session';
 import type { CloseReason } from './session';
 
@@ -410,9 +411,6 @@ function transformFor(grant: Grant | undefined, liveExports: () => readonly stri
 
 /** The egress of each domain that has one (ADR 0011), as sessions need it. */
 export function egressByDomain(desired: DesiredState): Map<string, { iface: string; sharedSourceIp: boolean }> {
-  const bySource = new Map<string, number>();
-  for (const e of desired.egress ?? []) {
-    bySource.set(e.sourceIp, (bySource.get(e.sourceIp) ?? 0) + 1);
-  }
-  return new Map((desired.egress ?? []).map((e) => [e.domain, { iface: e.iface, sharedSourceIp: (bySource.get(e.sourceIp) ?? 0) > 1 }]));
+  const shared = sharedSourceIps(desired.egress);
+  return new Map((desired.egress ?? []).map((e) => [e.domain, { iface: e.iface, sharedSourceIp: shared.has(e.sourceIp) }]));
 }
