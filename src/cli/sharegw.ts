@@ -75,6 +75,8 @@ interface StatusView {
     domains: { domain: string; shareNetwork: string; status: string; frozen: boolean; networkError: boolean; missing: boolean; stale: boolean; shares: number }[];
   } | null;
   native?: { loaded: boolean; reason: string | null; shims: Record<string, string> };
+  egressError?: { message: string; at: string } | null;
+  egressWarnings?: { domain: string; code: string; message: string }[];
 }
 
 function human(s: StatusView): string {
@@ -102,6 +104,12 @@ function human(s: StatusView): string {
     for (const d of withEgress) {
       const e = d.egress as { interface: string; via: string | null; table: number };
       lines.push(`${d.name.padEnd(12)} ${d.sourceIp.padEnd(16)} ${e.interface.padEnd(16)} ${(e.via ?? '-').padEnd(16)} ${e.table}`);
+    }
+    if (s.egressError !== undefined && s.egressError !== null) {
+      lines.push(`egress: PARTLY APPLIED since ${s.egressError.at} (affected domains fail closed): ${s.egressError.message}`);
+    }
+    for (const w of s.egressWarnings ?? []) {
+      lines.push(`egress warning (${w.domain}): ${w.code}: ${w.message}`);
     }
   }
   lines.push('', 'DOMAIN       GUEST                                  TUNNEL      STATE     GRANTS  DENIED  SPOOFED');

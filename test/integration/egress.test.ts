@@ -272,6 +272,8 @@ for (const [vi, v] of VARIANTS.entries()) {
           await until('the rp_filter warning in status', warned);
           const st = (await d.status()) as St;
           t.same(st.egressWarnings.map((w) => w.domain), ['beta'], 'only beta\'s link is strict');
+          const human = await run(process.execPath, [path.join(ROOT, 'dist/src/cli/sharegw.js'), 'status', '--socket', d.socket]);
+          t.match(human.stdout, /egress warning \(beta\): SGW_WARN_EGRESS_RP_FILTER: strict rp_filter on sgwe-b/, 'and in the human status');
           const b = await fetch(NS.g2, 1024);
           if (plane === 'proxy') {
             t.notOk(b.ok, `the proxy's connection from the shared source IP gets no reply through strict rp_filter: ${JSON.stringify(b)}`);
@@ -318,6 +320,8 @@ for (const [vi, v] of VARIANTS.entries()) {
       const st = (await d.status()) as { egressError: { message: string }; lastSync: { ok: boolean } };
       t.equal(st.lastSync.ok, true, 'the sync itself succeeds');
       t.match(st.egressError.message, /sgwe-none|Cannot find device/);
+      const human = await run(process.execPath, [path.join(ROOT, 'dist/src/cli/sharegw.js'), 'status', '--socket', d.socket]);
+      t.match(human.stdout, /egress: PARTLY APPLIED since .*\(affected domains fail closed\)/, 'the human status says so too');
       t.match(await gw(['ip', 'route', 'show', 'table', '20003']), /unreachable default/, 'gamma\'s table ends in unreachable');
       t.match(await gw(['ip', 'rule', 'show']), /from 198\.18\.9\.3 lookup 20003/, 'gamma\'s rule is in place');
       const a = await fetch(NS.g1, 1024);
