@@ -19,18 +19,25 @@ export interface SessionRig {
   counters: Counters;
 }
 
+export interface FrontRig {
+  /** The front listener's port on 127.0.0.1: each connection to it becomes a Session. */
+  frontPort: number;
+  counters: Counters;
+  /** Connects a guest (allowHalfOpen, errors ignored), from `from` if given; resolves at connect or close. */
+  guest(from?: { address?: string; port?: number }): Promise<net.Socket>;
+}
+
 /**
  * Starts `backend` and a front listener; each front connection becomes a
  * Session with `opts` (backend address, timeouts and source filled in),
- * handed to `onSession`, with its close reported to `onClosed`. Returns a
- * connected guest socket (allowHalfOpen, errors ignored).
+ * handed to `onSession`, with its close reported to `onClosed`.
  */
-export async function sessionRig(
+export async function frontRig(
   t: { teardown(fn: () => unknown): void },
   backend: net.Server,
   opts: Partial<RelayOptions> = {},
   hooks: { onSession?: (s: Session) => void; onClosed?: (s: Session, reason: CloseReason) => void } = {},
-): Promise<SessionRig> {
+): Promise<FrontRig> {
   const counters = new Counters();
   const backendPort = await listen(backend);
   const front = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (g) => {
@@ -50,13 +57,27 @@ export async function sessionRig(
     front.close();
     backend.close();
   });
-  const guest = net.connect({ port: frontPort, host: '127.0.0.1', allowHalfOpen: true });
-  guest.on('error', () => undefined);
-  // A session refused at once may reset the guest before its 'connect'.
-  await new Promise((r) => {
-    guest.once('connect', r);
-    guest.once('close', r);
-  });
-  t.teardown(() => guest.destroy());
-  return { guest, counters };
+  const guest = async (from: { address?: string; port?: number } = {}): Promise<net.Socket> => {
+    const g = net.connect({ port: frontPort, host: '127.0.0.1', allowHalfOpen: true, ...(from.address !== undefined ? { localAddress: from.address } : {}), ...(from.port !== undefined ? { localPort: from.port } : {}) });
+    g.on('error', () => undefined);
+    // A session refused at once may reset the guest before its 'connect'.
+    await new Promise((r) => {
+      g.once('connect', r);
+      g.once('close', r);
+    });
+    t.teardown(() => g.destroy());
+    return g;
+  };
+  return { frontPort, counters, guest };
+}
+
+/** frontRig with one connected guest. */
+export async function sessionRig(
+  t: { teardown(fn: () => unknown): void },
+  backend: net.Server,
+  opts: Partial<RelayOptions> = {},
+  hooks: { onSession?: (s: Session) => void; onClosed?: (s: Session, reason: CloseReason) => void } = {},
+): Promise<SessionRig> {
+  const rig = await frontRig(t, backend, opts, hooks);
+  return { guest: await rig.guest(), counters: rig.counters };
 }

@@ -12,10 +12,7 @@ import { NativeError } from '../../src/errors';
 import { egressSocket, loadNative } from '../../src/native';
 import type { CloseReason } from '../../src/dataplane/proxy/session';
 import { egressByDomain } from '../../src/dataplane/proxy/plane';
-import { Session } from '../../src/dataplane/proxy/session';
-import { Counters } from '../../src/observability/counters';
-import { createLogger } from '../../src/observability/logger';
-import { listen, sessionRig } from '../helpers/session-rig';
+import { frontRig, sessionRig } from '../helpers/session-rig';
 
 function echo(seen: { port: number }[]): net.Server {
   return net.createServer((c) => {
@@ -132,40 +129,10 @@ t.test('a privileged port taken on the device: another privileged port is tried'
     void address;
     return new net.Socket({ allowHalfOpen: true });
   };
-  const backend = echo(seen);
-  const front = await sessionRigWithPrivilegedGuest(t, backend, busyOnce);
-  t.equal(await roundTrip(front, 'retried'), 'retried');
+  const rig = await frontRig(t, echo(seen), { egress: { iface: 'lo', sharedSourceIp: true }, egressSocket: busyOnce });
+  const guest = await rig.guest({ port: 600 + (process.pid % 300) });
+  t.equal(await roundTrip(guest, 'retried'), 'retried');
   t.equal(asked.length, 2);
   t.ok(asked[0] !== undefined && asked[0] > 0 && asked[0] < 1024, `first the guest's own privileged port (${String(asked[0])})`);
   t.ok(asked[1] !== undefined && asked[1] >= 600 && asked[1] < 1024 && asked[1] !== asked[0], `then another privileged one (${String(asked[1])})`);
 });
-
-/** As sessionRig, with the guest on a privileged port (root only), so that the session binds one too. */
-async function sessionRigWithPrivilegedGuest(
-  t: Parameters<typeof sessionRig>[0],
-  backend: net.Server,
-  mk: (device: string, address: string, port: number) => net.Socket | null,
-): Promise<net.Socket> {
-  const backendPort = await listen(backend);
-  const front = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (g) => {
-    const s = new Session(
-      g,
-      { backend: '127.0.0.1', port: backendPort, sourceIp: '127.0.0.1', connectTimeoutMs: 2000, idleTimeoutMs: 0, keepAliveMs: 10_000, userTimeoutMs: 20_000, egress: { iface: 'lo', sharedSourceIp: true }, egressSocket: mk },
-      createLogger('silent'),
-      new Counters(),
-      () => undefined,
-    );
-    s.start();
-    t.teardown(() => s.close('shutdown'));
-  });
-  const frontPort = await listen(front);
-  t.teardown(() => {
-    front.close();
-    backend.close();
-  });
-  const guest = net.connect({ port: frontPort, host: '127.0.0.1', localPort: 600 + (process.pid % 300), allowHalfOpen: true });
-  guest.on('error', () => undefined);
-  await new Promise((r) => guest.once('connect', r));
-  t.teardown(() => guest.destroy());
-  return guest;
-}

@@ -7,7 +7,7 @@
  */
 import * as net from 'node:net';
 import t from 'tap';
-import { sessionRig } from '../helpers/session-rig';
+import { frontRig, sessionRig } from '../helpers/session-rig';
 import type { Relay, StreamTransform } from '../../src/protocols/relay';
 
 t.test('answers to a slow guest pause the guest side until the guest drains, then everything flows', async (t) => {
@@ -48,39 +48,16 @@ t.test('two guests on the same privileged port to one backend: the second sessio
   // The session binds the guest's privileged port on the source IP (so
   // `secure` exports accept it); a second guest with the same port finds
   // that 4-tuple taken (EADDRNOTAVAIL, since libuv sets SO_REUSEADDR).
-  const { Session } = await import('../../src/dataplane/proxy/session');
-  const { Counters } = await import('../../src/observability/counters');
-  const { createLogger } = await import('../../src/observability/logger');
-  const { listen } = await import('../helpers/session-rig');
   const ports: number[] = [];
   const backend = net.createServer((c) => {
     ports.push(c.remotePort ?? 0);
     c.on('error', () => undefined);
     c.pipe(c);
   });
-  const backendPort = await listen(backend);
-  const front = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (g) => {
-    const s = new Session(
-      g,
-      { backend: '127.0.0.1', port: backendPort, sourceIp: '127.0.0.1', connectTimeoutMs: 2000, idleTimeoutMs: 0, keepAliveMs: 10_000, userTimeoutMs: 20_000 },
-      createLogger('silent'),
-      new Counters(),
-      () => undefined,
-    );
-    s.start();
-    t.teardown(() => s.close('shutdown'));
-  });
-  const frontPort = await listen(front);
-  t.teardown(() => {
-    front.close();
-    backend.close();
-  });
+  const rig = await frontRig(t, backend);
   const P = 700 + (process.pid % 250);
   const echo = async (from: string): Promise<string> => {
-    const g = net.connect({ host: '127.0.0.1', port: frontPort, localAddress: from, localPort: P });
-    g.on('error', () => undefined);
-    t.teardown(() => g.destroy());
-    await new Promise((r) => g.once('connect', r));
+    const g = await rig.guest({ address: from, port: P });
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve('(no answer)'), 5000);
       g.once('data', (d: Buffer) => {
