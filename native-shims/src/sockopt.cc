@@ -137,10 +137,6 @@ Napi::Value GetKeepAlive(const Napi::CallbackInfo& info) {
   return out;
 }
 
-}  // namespace sgw
-
-namespace sgw {
-
 // egressSocket(device, address, port) -> fd
 // An unconnected IPv4 TCP socket bound to `device` (SO_BINDTODEVICE) and to
 // address:port (port 0: the kernel picks one at connect, with

@@ -19,6 +19,12 @@ export interface SessionRig {
   counters: Counters;
 }
 
+/** Callbacks on the rig's sessions: each one made, and each close with its reason. */
+export interface RigHooks {
+  onSession?: (s: Session) => void;
+  onClosed?: (s: Session, reason: CloseReason) => void;
+}
+
 export interface FrontRig {
   /** The front listener's port on 127.0.0.1: each connection to it becomes a Session. */
   frontPort: number;
@@ -36,7 +42,7 @@ export async function frontRig(
   t: { teardown(fn: () => unknown): void },
   backend: net.Server,
   opts: Partial<RelayOptions> = {},
-  hooks: { onSession?: (s: Session) => void; onClosed?: (s: Session, reason: CloseReason) => void } = {},
+  hooks: RigHooks = {},
 ): Promise<FrontRig> {
   const counters = new Counters();
   const backendPort = await listen(backend);
@@ -76,7 +82,7 @@ export async function sessionRig(
   t: { teardown(fn: () => unknown): void },
   backend: net.Server,
   opts: Partial<RelayOptions> = {},
-  hooks: { onSession?: (s: Session) => void; onClosed?: (s: Session, reason: CloseReason) => void } = {},
+  hooks: RigHooks = {},
 ): Promise<SessionRig> {
   const rig = await frontRig(t, backend, opts, hooks);
   return { guest: await rig.guest(), counters: rig.counters };

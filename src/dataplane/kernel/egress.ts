@@ -243,11 +243,17 @@ export interface EgressWarning {
  */
 export function rpFilterWarnings(egress: readonly EgressState[], rpFilter: (name: string) => number | null): EgressWarning[] {
   const shared = sharedSourceIps(egress);
-  const all = rpFilter('all') ?? 0;
   const out: EgressWarning[] = [];
+  if (shared.size === 0) {
+    return out; // the common case: nothing to read at all
+  }
+  const all = rpFilter('all') ?? 0;
   for (const e of egress) {
+    if (!shared.has(e.sourceIp)) {
+      continue;
+    }
     const dev = rpFilter(e.iface);
-    if (!shared.has(e.sourceIp) || dev === null || Math.max(all, dev) !== 1) {
+    if (dev === null || Math.max(all, dev) !== 1) {
       continue;
     }
     out.push({

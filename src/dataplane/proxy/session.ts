@@ -125,7 +125,8 @@ export class Session {
 
   private connect(localPort: number, privileged: boolean, triesLeft: number): void {
     const o = this.opts;
-    let sock: net.Socket | null;
+    let sock: net.Socket | null = null;
+    let failure: string | null = null;
     try {
       sock = this.egressBound(localPort);
     } catch (err) {
@@ -134,17 +135,12 @@ export class Session {
         return;
       }
       countFallback(this.counters, 'egressSocket', err);
-      if (o.egress?.sharedSourceIp === true) {
-        this.log.warn({ err: (err as Error).message, backend: o.backend, iface: o.egress.iface }, 'egress socket failed; the source IP is shared, so there is no fallback');
-        this.close('egress-unavailable');
-        return;
-      }
-      sock = null;
+      failure = (err as Error).message;
     }
     if (sock === null && o.egress?.sharedSourceIp === true) {
-      // Without the addon the backend leg is routed by the `from <sourceIp>`
-      // rule, which is ambiguous when two domains share the source IP.
-      this.log.warn({ backend: o.backend, iface: o.egress.iface }, 'native egressSocket unavailable and the source IP is shared: refusing rather than risk the other domain\'s network');
+      // The fallback's backend leg is routed by the `from <sourceIp>` rule,
+      // which is ambiguous when two domains share the source IP.
+      this.log.warn({ err: failure ?? 'addon not loaded', backend: o.backend, iface: o.egress.iface }, 'no native egressSocket and the source IP is shared: refusing rather than risk the other domain\'s network');
       this.close('egress-unavailable');
       return;
     }
