@@ -53,7 +53,9 @@ export class SmbInspector {
 
   /** Nothing more to learn from the backend's side. */
   get downDone(): boolean {
-    return this.negotiated && (this.sessionUp || !this.policy.encryptionRequired);
+    // The first session's setup matters to both checks on the guest's side
+    // that depend on it (encryption, compressed messages).
+    return this.negotiated && this.sessionUp;
   }
 
   /** Nothing more to check on the guest's side either. */
