@@ -55,7 +55,28 @@ export const Command = {
   SESSION_SETUP: 0x0001,
   LOGOFF: 0x0002,
   TREE_CONNECT: 0x0003,
+  TREE_DISCONNECT: 0x0004,
+  CREATE: 0x0005,
+  CLOSE: 0x0006,
+  FLUSH: 0x0007,
+  READ: 0x0008,
+  WRITE: 0x0009,
+  LOCK: 0x000a,
+  IOCTL: 0x000b,
+  CANCEL: 0x000c,
+  ECHO: 0x000d,
+  QUERY_DIRECTORY: 0x000e,
+  CHANGE_NOTIFY: 0x000f,
+  QUERY_INFO: 0x0010,
+  SET_INFO: 0x0011,
+  OPLOCK_BREAK: 0x0012,
 } as const;
+
+/** Commands 0x0000..0x0012 exist (MS-SMB2 2.2.1.2); anything above is not SMB2. */
+export const COMMAND_MAX = 0x0012;
+
+/** Size of the SMB2 header (MS-SMB2 2.2.1). */
+export const SMB2_HEADER = 64;
 
 export const FLAG_RESPONSE = 0x00000001;
 export const STATUS_SUCCESS = 0;
@@ -162,6 +183,25 @@ export function negotiateResponseDialect(head: Buffer): number | ProtocolError {
  * (MS-SMB2 2.2.9), lower-cased. PathOffset counts from the header's start.
  */
 export function treeConnectShare(head: Buffer): string | ProtocolError {
+  const p = treeConnectPath(head);
+  return p instanceof ProtocolError ? p : p.share;
+}
+
+/** Where a TREE_CONNECT names its share: the name, and its UTF-16LE bytes in the message. */
+export interface TreeConnectPath {
+  /** Lower-cased share name. */
+  share: string;
+  /** Byte offset of the share name from the header's start. */
+  offset: number;
+  /** Its length in bytes (UTF-16LE). */
+  length: number;
+}
+
+/**
+ * The share name of a TREE_CONNECT and where its bytes are, so that a
+ * refused tree connect can be neutered in place (see smb-stream.ts).
+ */
+export function treeConnectPath(head: Buffer): TreeConnectPath | ProtocolError {
   const b = 64;
   if (head.length < b + 8) {
     return new ProtocolError('SGW_ERR_PROTO_MALFORMED', 'TREE_CONNECT request body too short');
@@ -179,5 +219,7 @@ export function treeConnectShare(head: Buffer): string | ProtocolError {
   if (m === null) {
     return new ProtocolError('SGW_ERR_PROTO_MALFORMED', 'TREE_CONNECT path is not \\\\server\\share');
   }
-  return (m[1] ?? '').toLowerCase();
+  const name = m[1] ?? '';
+  // UTF-16 code units are 2 bytes each: the name ends the path.
+  return { share: name.toLowerCase(), offset: off + len - 2 * name.length, length: 2 * name.length };
 }

@@ -58,7 +58,7 @@ BE_PORTS="111 2049 20048 445 5201"
 
 PKGS="iptables conntrack iperf3 socat haproxy libnfs-utils smbclient samba nfs-ganesha
       nfs-ganesha-vfs nfs-ganesha-proxy-v4 rpcbind iproute2 procps systemd python3
-      libnfs-dev gcc libc6-dev"
+      libnfs-dev gcc libc6-dev samba-testsuite"
 # nfs-ops: the writes libnfs-utils lacks (mkdir, rename, chmod, ...) on the same client library
 NFS_OPS_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/nfs-ops.c"
 NFS_OPS=/var/lib/sgwlab/bin/nfs-ops

@@ -272,3 +272,101 @@ t.test('the inspector alone: a response from the guest is refused', async (t) =>
   const v = i.up(negotiateResponse(0x0311));
   t.equal(v.ok, false);
 });
+
+/** A stream past NEGOTIATE (3.1.1) with a share check on `acme`. */
+function negotiated(): SmbStream {
+  const st = new SmbStream({ ...OPEN, shares: new Set(['acme']) });
+  st.fromGuest(frame(negotiateRequest([0x0311])));
+  st.fromBackend(frame(negotiateResponse(0x0311)));
+  return st;
+}
+
+/** Pads a command to a multiple of 8 bytes and sets its NextCommand. */
+function chained(cmds: Buffer[]): Buffer {
+  const padded = cmds.map((c, i) => {
+    const p = i === cmds.length - 1 ? c : Buffer.concat([c, Buffer.alloc((8 - (c.length % 8)) % 8)]);
+    if (i < cmds.length - 1) {
+      p.writeUInt32LE(p.length, 20);
+    }
+    return p;
+  });
+  return Buffer.concat(padded);
+}
+
+t.test('SmbStream.fromGuest() neuters a refused tree connect in a compound, identically at every split', async (t) => {
+  const c = frame(chained([Buffer.concat([header(Command.CREATE), Buffer.alloc(57)]), treeConnect('\\\\h\\beta'), Buffer.concat([header(Command.CLOSE), Buffer.alloc(24)])]));
+  const whole = negotiated().fromGuest(c);
+  t.equal(whole.refusal, undefined, 'the connection is not refused');
+  t.same(whole.answered?.map((a) => a.reason), ['share'], 'one request refused, by reason');
+  const out = Buffer.concat(whole.toBackend);
+  t.equal(out.length, c.length, 'every byte goes on, in place');
+  t.match(out.toString('utf16le'), /\\\\h\\\*\*\*\*/, 'the share name is overwritten with *');
+  t.notMatch(out.toString('utf16le'), /beta/);
+  for (let cut = 1; cut < c.length; cut++) {
+    const st = negotiated();
+    const a = st.fromGuest(c.subarray(0, cut));
+    const b = st.fromGuest(c.subarray(cut));
+    const got = Buffer.concat([...a.toBackend, ...b.toBackend]);
+    if (!got.equals(out) || (a.answered?.length ?? 0) + (b.answered?.length ?? 0) !== 1) {
+      t.fail(`split at ${cut} differs`);
+      return;
+    }
+  }
+  t.pass(`the same bytes and one answer at all ${c.length - 1} splits`);
+  const granted = negotiated().fromGuest(frame(chained([Buffer.concat([header(Command.CREATE), Buffer.alloc(57)]), treeConnect('\\\\h\\acme')])));
+  t.same(Buffer.concat(granted.toBackend), frame(chained([Buffer.concat([header(Command.CREATE), Buffer.alloc(57)]), treeConnect('\\\\h\\acme')])), 'a granted compound passes unchanged');
+});
+
+t.test('SmbStream.fromGuest() holds nothing of a command before its head is decided', async (t) => {
+  const tc = frame(treeConnect('\\\\h\\beta'));
+  const st = negotiated();
+  const early = st.fromGuest(tc.subarray(0, tc.length - 1));
+  t.same(early.toBackend, [], 'a tree connect one byte short of its path: nothing forwarded yet');
+  const rest = st.fromGuest(tc.subarray(tc.length - 1));
+  t.equal(Buffer.concat(rest.toBackend).length, tc.length, 'then all of it, neutered');
+  t.same(rest.answered?.[0]?.reason, 'share');
+});
+
+t.test('SmbStream.fromGuest() streams a 16 MiB frame holding only its head', async (t) => {
+  const st = negotiated();
+  const len = 0xffffff;
+  const w = Buffer.concat([header(Command.WRITE), Buffer.alloc(48)]);
+  const p = Buffer.alloc(4);
+  p.writeUIntBE(len, 1, 3);
+  let sent = 0;
+  let forwarded = 0;
+  const first = st.fromGuest(Buffer.concat([p, w]));
+  forwarded += first.toBackend.reduce((n, x) => n + x.length, 0);
+  sent += 4 + w.length;
+  const chunk = Buffer.alloc(65536);
+  while (sent < len + 4) {
+    const c = chunk.subarray(0, Math.min(chunk.length, len + 4 - sent));
+    const r = st.fromGuest(c);
+    t.equal(r.refusal, undefined);
+    forwarded += r.toBackend.reduce((n, x) => n + x.length, 0);
+    sent += c.length;
+    if (sent - forwarded > 8192) {
+      t.fail(`${sent - forwarded} bytes held`);
+      return;
+    }
+  }
+  t.equal(forwarded, sent, 'every byte forwarded; never more than one head held');
+  t.ok(st.fromGuest(frame(treeConnect('\\\\h\\acme'))).toBackend.length > 0, 'and the next frame is walked from its start');
+});
+
+t.test('SmbStream.fromGuest() fails closed on a compound it cannot walk to its end', async (t) => {
+  const bad = header(Command.CREATE, { next: 4096 });
+  const r = negotiated().fromGuest(frame(Buffer.concat([bad, Buffer.alloc(64)])));
+  t.same(r.refusal?.reason, 'malformed', 'NextCommand past the frame');
+  t.same(r.toBackend, [], 'nothing of it forwarded');
+  const odd = negotiated().fromGuest(frame(Buffer.concat([header(Command.CREATE, { next: 68 }), Buffer.alloc(128)])));
+  t.same(odd.refusal?.code, 'SGW_ERR_PROTO_MALFORMED', 'NextCommand not 8-aligned');
+  const far = Buffer.alloc(8192);
+  const tcFar = treeConnect('\\\\h\\acme');
+  tcFar.writeUInt16LE(8000, 68);
+  const farOut = negotiated().fromGuest(frame(Buffer.concat([tcFar, far])));
+  t.same(farOut.refusal?.reason, 'malformed', 'a tree connect path past the 8 KiB head cannot be checked: refused');
+  const comp = negotiated();
+  comp.fromBackend(frame(sessionOk()));
+  t.same(comp.fromGuest(frame(Buffer.concat([Buffer.from([0xfc, 0x53, 0x4d, 0x42]), Buffer.alloc(60)]))).refusal?.reason, 'uninspectable', 'a compressed message under a share check');
+});

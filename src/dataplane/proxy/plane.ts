@@ -257,6 +257,7 @@ export class ProxyPlane {
     this.counters.inc('sharegw_proxy_connections_total', { domain: g.domain });
     const grant = g.grants.find((gr) => gr.backend === l.backend && gr.port === l.port);
     const egress = this.egress.get(g.domain);
+    const tf = transformFor(grant, () => this.guests.get(g.key)?.grants.find((gr) => gr.backend === l.backend && gr.port === l.port)?.nfs?.exports ?? []);
     const s = new Session(
       sock,
       {
@@ -268,7 +269,7 @@ export class ProxyPlane {
         keepAliveMs: this.settings.keepAliveMs,
         userTimeoutMs: this.settings.userTimeoutMs,
         ...(egress !== undefined ? { egress } : {}),
-        ...transformFor(grant, () => this.guests.get(g.key)?.grants.find((gr) => gr.backend === l.backend && gr.port === l.port)?.nfs?.exports ?? []),
+        ...tf,
       },
       this.log,
       this.counters,
@@ -281,9 +282,14 @@ export class ProxyPlane {
       { event: 'open', plane: 'proxy', domain: g.domain, guest: g.key, guestPort: sock.remotePort, backend: l.backend, port: l.port, service: grant?.service, shares: grant?.shares.map((x) => x.id) },
       'flow open',
     );
+    const proto = tf.transform?.proto ?? 'nfs';
     s.onAnswered = (answered) => {
       for (const a of answered) {
-        this.counters.inc('sharegw_protocol_answers_total', { proto: 'nfs', reason: a.reason });
+        this.counters.inc('sharegw_protocol_answers_total', { proto, reason: a.reason });
+        if (proto === 'smb' && (s.answered[a.reason] ?? 0) <= 1) {
+          // Once per session and reason; the flow's close record counts them all.
+          this.log.warn({ domain: g.domain, guest: g.key, backend: l.backend, port: l.port, proto, reason: a.reason, detail: a.detail }, 'request refused by protocol policy');
+        }
       }
     };
     s.start();
