@@ -1,7 +1,9 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { heldSecrets } from '../config/secret';
 import { describeError } from '../errors';
+import { redact } from '../util/redact';
 import type { Counters } from '../observability/counters';
 import type { Logger } from '../observability/logger';
 import { MAX_LINE, parseRequest } from './protocol';
@@ -98,7 +100,8 @@ export class AdminServer {
     } catch (err) {
       const e = describeError(err);
       this.counters.inc('sharegw_admin_errors_total', { code: e.code });
-      return { ok: false, error: e };
+      // The message may quote an upstream answer: same safety net as status.
+      return { ok: false, error: { code: e.code, message: redact(e.message, heldSecrets()) } };
     }
   }
 

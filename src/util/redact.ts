@@ -168,11 +168,13 @@ export function redactJson(value: unknown, secrets: readonly string[], inToken: 
 /**
  * A copy of any value (status, log arguments) with every string passed
  * through redact() and secret-named keys' scalar values replaced. Errors
- * become `{ type, code, message }`; depth and size are bounded.
+ * become `{ type, code, message }`; depth is bounded. `escape: false`
+ * keeps control characters (JSON log lines escape them already).
  */
-export function redactDeep(value: unknown, secrets: readonly string[], depth = 0): unknown {
+export function redactDeep(value: unknown, secrets: readonly string[], opts: { escape?: boolean } = {}, depth = 0): unknown {
+  const clean = (s: string): string => (opts.escape === false ? redactShapes(redactSecrets(s, secrets)) : redact(s, secrets));
   if (typeof value === 'string') {
-    return redact(value, secrets);
+    return clean(value);
   }
   if (value === null || typeof value !== 'object') {
     return value;
@@ -182,10 +184,10 @@ export function redactDeep(value: unknown, secrets: readonly string[], depth = 0
   }
   if (value instanceof Error) {
     const code = (value as { code?: unknown }).code;
-    return { type: value.name, ...(typeof code === 'string' ? { code } : {}), message: redact(value.message, secrets) };
+    return { type: value.name, ...(typeof code === 'string' ? { code } : {}), message: clean(value.message) };
   }
   if (Array.isArray(value)) {
-    return value.map((v) => redactDeep(v, secrets, depth + 1));
+    return value.map((v) => redactDeep(v, secrets, opts, depth + 1));
   }
   if (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null) {
     // Class instances (Secret, Buffer, Map) keep their own rendering.
@@ -193,7 +195,7 @@ export function redactDeep(value: unknown, secrets: readonly string[], depth = 0
   }
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    out[redact(k, secrets)] = SECRET_KEY_RE.test(k) && (v === null || typeof v !== 'object') ? REDACTED : redactDeep(v, secrets, depth + 1);
+    out[clean(k)] = SECRET_KEY_RE.test(k) && (v === null || typeof v !== 'object') ? REDACTED : redactDeep(v, secrets, opts, depth + 1);
   }
   return out;
 }
