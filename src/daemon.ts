@@ -28,8 +28,6 @@ import type { AdminRequest } from './admin/protocol';
 import type { FlowTuple } from './dataplane/kernel/conntrack';
 import { revocations } from './policy/revocations';
 import { ManilaSource } from './control/manila/source';
-import { heldSecrets } from './config/secret';
-import { redactDeep } from './util/redact';
 import { mergeSynced } from './control/manila/sync';
 import type { Revocation } from './policy/revocations';
 import { vetTunnels } from './tunnels/vet';
@@ -714,16 +712,7 @@ export class Daemon {
     return [];
   }
 
-  /**
-   * Every admin answer (status, reload problems, explain, flows) passes the
-   * safety net: the credentials the process holds and known secret shapes
-   * are stripped from every string, whatever code built it (issue 14).
-   */
   private async command(req: AdminRequest): Promise<unknown> {
-    return redactDeep(await this.answer(req), heldSecrets());
-  }
-
-  private async answer(req: AdminRequest): Promise<unknown> {
     switch (req.cmd) {
       case 'ping': {
         return { pong: true };

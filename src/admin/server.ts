@@ -3,7 +3,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { heldSecrets } from '../config/secret';
 import { describeError } from '../errors';
-import { redact } from '../util/redact';
+import { redact, redactDeep } from '../util/redact';
 import type { Counters } from '../observability/counters';
 import type { Logger } from '../observability/logger';
 import { MAX_LINE, parseRequest } from './protocol';
@@ -96,7 +96,10 @@ export class AdminServer {
   private async answer(line: string): Promise<AdminResponse> {
     try {
       const req = parseRequest(line);
-      return { ok: true, result: await this.handler(req.cmd, req) };
+      // The safety net for every answer (status, reload problems, explain,
+      // flows): the credentials the process holds and known secret shapes
+      // are stripped from every string, whatever code built it (issue 14).
+      return { ok: true, result: redactDeep(await this.handler(req.cmd, req), heldSecrets()) };
     } catch (err) {
       const e = describeError(err);
       this.counters.inc('sharegw_admin_errors_total', { code: e.code });

@@ -36,7 +36,7 @@ const SECRET_KEY_RE = new RegExp(`^${SECRET_KEY}$`, 'i');
  * escape-quoted, or bare up to a separator. Group 1 keeps the key part.
  */
 const KEY_VALUE_RE = new RegExp(
-  `((?:\\\\?["'])?${SECRET_KEY}[\\w-]*(?:\\\\?["'])?\\s*[:=]\\s*)(?:\\\\"(?:(?!\\\\").)*\\\\"|"(?:\\\\.|[^"\\\\])*"|'(?:\\\\.|[^'\\\\])*'|(?!["'\\\\{\\[])(?:(?:Bearer|Basic|Digest|Negotiate|NTLM)\\s+)?[^\\s,;&}\\]"']+)`,
+  `((?:\\\\?["'])?${SECRET_KEY}(?:[_-][\\w-]*)?(?:\\\\?["'])?\\s*[:=]\\s*)(?:\\\\"(?:(?!\\\\").)*\\\\"|"(?:\\\\.|[^"\\\\])*"|'(?:\\\\.|[^'\\\\])*'|(?!["'\\\\{\\[])(?:(?:Bearer|Basic|Digest|Negotiate|NTLM)\\s+)?[^\\s,;&}\\]"']+)`,
   'gi',
 );
 /** Keystone v2 style: the token is the `id` of the `token` object. */

@@ -40,6 +40,7 @@ t.test('redactShapes() removes the value of secret-named keys in every notation'
     ['X-Auth-Token: abcdef123 next', `X-Auth-Token: ${REDACTED} next`],
     ['x-subject-token=abcdef123&a=1', `x-subject-token=${REDACTED}&a=1`],
     ['?token=zz9zz9&limit=5', `?token=${REDACTED}&limit=5`],
+    ['{"password_hash": "hunter22"}', `{"password_hash": ${REDACTED}}`],
     ['{"application_credential_secret":"appsecret1"}', `{"application_credential_secret":${REDACTED}}`],
     ['{"token": {"id": "tok-v2-value", "expires": "x"}}', `{"token": {"id": "${REDACTED}", "expires": "x"}}`],
     ['Authorization: Bearer abc.def.ghi', `Authorization: ${REDACTED}`],
@@ -59,6 +60,7 @@ t.test('redactShapes() keeps ordinary text', async (t) => {
   const plain = 'Share network 7c1e4d0e-7a1b-4c1d-9f2e-0123456789ab not found (HTTP 404); password auth needs a project';
   t.equal(redactShapes(plain), plain);
   t.equal(redactShapes('http://manila:8786/v2/shares'), 'http://manila:8786/v2/shares', 'a URL without user information');
+  t.equal(redactShapes('POST http://k/v3/auth/tokens: HTTP 500'), 'POST http://k/v3/auth/tokens: HTTP 500', 'a plural is not a key');
 });
 
 t.test('redactShapes({ blobs }) removes long hex and mixed base64 runs only', async (t) => {
