@@ -1,4 +1,5 @@
 import t from 'tap';
+import { heldSecrets, holdSecret, Secret } from '../../src/config/secret';
 import { escapeControl, excerpt, EXCERPT_MAX, redact, redactDeep, redactSecrets, redactShapes, REDACTED, secretForms } from '../../src/util/redact';
 
 const TOKEN = 'gAAAAABnZ3kT0ken-Value_42xyzXYZ0123456789abcdefABCDEF';
@@ -131,4 +132,16 @@ t.test('redactDeep() copies and cleans strings, secret-named keys and errors', a
   t.equal(out['tokensIssued'], 3);
   t.same(out['err'], { type: 'Error', message: `boom ${REDACTED}` });
   t.equal(input.lastError.message, `echo ${TOKEN}`, 'the input is not changed');
+});
+
+t.test('holdSecret() holds a URL password on its own, decoded too, and forgets the oldest tokens first', async (t) => {
+  new Secret(`amqp://mq:${encodeURIComponent('r@bbit pw')}@10.0.0.1/`);
+  t.ok(heldSecrets().includes('r@bbit pw'), 'decoded URL password');
+  t.ok(heldSecrets().includes('r%40bbit%20pw'), 'as written in the URL');
+  for (let i = 0; i < 20; i++) {
+    holdSecret(`tok-${i}-xxxxxxxx`);
+  }
+  t.notOk(heldSecrets().includes('tok-0-xxxxxxxx'), 'old tokens are forgotten');
+  t.ok(heldSecrets().includes('tok-19-xxxxxxxx'));
+  t.ok(heldSecrets().includes('r@bbit pw'), 'config secrets are kept apart from tokens');
 });
