@@ -65,24 +65,32 @@ export function secretForms(secret: string): string[] {
   return [...new Set(forms)].sort((a, b) => b.length - a.length);
 }
 
-/** Removes every exact secret (in every form) from the text. */
-export function redactSecrets(text: string, secrets: readonly string[]): string {
+/** Every form of every secret long enough to match, longest first. */
+function formsOf(secrets: readonly string[]): string[] {
+  return [...new Set(secrets.filter((x) => x.length >= MIN_SECRET_LENGTH).flatMap(secretForms))].sort((a, b) => b.length - a.length);
+}
+
+function removeForms(text: string, forms: readonly string[]): string {
   let out = text;
-  for (const s of secrets) {
-    if (s.length < MIN_SECRET_LENGTH) {
-      continue;
-    }
-    for (const f of secretForms(s)) {
-      if (out.includes(f)) {
-        out = out.split(f).join(REDACTED);
-      }
+  for (const f of forms) {
+    if (out.includes(f)) {
+      out = out.split(f).join(REDACTED);
     }
   }
   return out;
 }
 
+/** Removes every exact secret (in every form) from the text. */
+export function redactSecrets(text: string, secrets: readonly string[]): string {
+  return removeForms(text, formsOf(secrets));
+}
+
 /** Removes the known secret shapes; `blobs` also removes long hex/base64 runs. */
 export function redactShapes(text: string, opts: { blobs?: boolean } = {}): string {
+  // Every shape needs a separator, a space or a long run; most ids have none.
+  if (!/[:=\s]/.test(text) && !text.includes('gAAAAA') && !text.includes('eyJ') && (opts.blobs !== true || text.length < 32)) {
+    return text;
+  }
   let out = text
     .replace(TOKEN_ID_RE, `$1"${REDACTED}"`)
     .replace(KEY_VALUE_RE, `$1${REDACTED}`)
@@ -171,8 +179,16 @@ export function redactJson(value: unknown, secrets: readonly string[], inToken: 
  * become `{ type, code, message }`; depth is bounded. `escape: false`
  * keeps control characters (JSON log lines escape them already).
  */
-export function redactDeep(value: unknown, secrets: readonly string[], opts: { escape?: boolean } = {}, depth = 0): unknown {
-  const clean = (s: string): string => (opts.escape === false ? redactShapes(redactSecrets(s, secrets)) : redact(s, secrets));
+export function redactDeep(value: unknown, secrets: readonly string[], opts: { escape?: boolean } = {}): unknown {
+  const forms = formsOf(secrets);
+  const clean = (s: string): string => {
+    const r = redactShapes(removeForms(s, forms));
+    return opts.escape === false ? r : escapeControl(r);
+  };
+  return deep(value, clean, 0);
+}
+
+function deep(value: unknown, clean: (s: string) => string, depth: number): unknown {
   if (typeof value === 'string') {
     return clean(value);
   }
@@ -187,7 +203,7 @@ export function redactDeep(value: unknown, secrets: readonly string[], opts: { e
     return { type: value.name, ...(typeof code === 'string' ? { code } : {}), message: clean(value.message) };
   }
   if (Array.isArray(value)) {
-    return value.map((v) => redactDeep(v, secrets, opts, depth + 1));
+    return value.map((v) => deep(v, clean, depth + 1));
   }
   if (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null) {
     // Class instances (Secret, Buffer, Map) keep their own rendering.
@@ -195,7 +211,7 @@ export function redactDeep(value: unknown, secrets: readonly string[], opts: { e
   }
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    out[clean(k)] = SECRET_KEY_RE.test(k) && (v === null || typeof v !== 'object') ? REDACTED : redactDeep(v, secrets, opts, depth + 1);
+    out[clean(k)] = SECRET_KEY_RE.test(k) && (v === null || typeof v !== 'object') ? REDACTED : deep(v, clean, depth + 1);
   }
   return out;
 }
