@@ -154,13 +154,18 @@ export function snippet(text: string, extra: readonly string[] = []): string {
   return t === '' ? '' : `: ${t}`;
 }
 
+/** Longest ManilaError message (the body excerpt in it is at most 200). */
+const MAX_MESSAGE = 1000;
+
 /**
  * A ManilaError whose message went through redact(): the message quotes
  * what the server sent (status lines, catalog URLs, versions, zod issues),
  * and a hostile server can make any of it echo a credential.
  */
 export function manilaError(code: ManilaErrorCode, message: string, details: ConstructorParameters<typeof ManilaError>[2] = {}, extra: readonly string[] = []): ManilaError {
-  return new ManilaError(code, redact(message, [...heldSecrets(), ...extra]), details);
+  const m = redact(message, [...heldSecrets(), ...extra]);
+  // Bounded too: a catalog or a version list can be as long as the server likes.
+  return new ManilaError(code, m.length > MAX_MESSAGE ? `${m.slice(0, MAX_MESSAGE - 3)}...` : m, details);
 }
 
 /** The first zod issue as `path: message`, or the error's message. */
