@@ -20,6 +20,8 @@ export const REDACTED = '[redacted]';
 export const EXCERPT_MAX = 200;
 /** Secrets shorter than this are not matched as text (they would match everywhere). */
 export const MIN_SECRET_LENGTH = 4;
+/** Secret forms shorter than this match only as whole words (see formsOf). */
+const WORD_BELOW = 12;
 /** Only this much of a body is looked at (a cut end is dropped, see cut()). */
 const SCAN_MAX = 8192;
 /** Bodies up to this size are parsed as JSON, so escaping cannot hide a secret. */
@@ -65,16 +67,28 @@ export function secretForms(secret: string): string[] {
   return [...new Set(forms)].sort((a, b) => b.length - a.length);
 }
 
-/** Every form of every secret long enough to match, longest first. */
-function formsOf(secrets: readonly string[]): string[] {
-  return [...new Set(secrets.filter((x) => x.length >= MIN_SECRET_LENGTH).flatMap(secretForms))].sort((a, b) => b.length - a.length);
+/** One form of a held secret; a short one matches only as a whole word. */
+interface Form {
+  text: string;
+  word: RegExp | null;
 }
 
-function removeForms(text: string, forms: readonly string[]): string {
+/**
+ * Every form of every secret long enough to match, longest first. A form
+ * shorter than WORD_BELOW matches only between non-alphanumerics: a
+ * RabbitMQ password `guest` must not eat every "guests" of a status, and
+ * an echoed short password is delimited (quotes, `=`, spaces) anyway.
+ */
+function formsOf(secrets: readonly string[]): Form[] {
+  const texts = [...new Set(secrets.filter((x) => x.length >= MIN_SECRET_LENGTH).flatMap(secretForms))].sort((a, b) => b.length - a.length);
+  return texts.map((text) => ({ text, word: text.length < WORD_BELOW ? new RegExp(`(?<![A-Za-z0-9])${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![A-Za-z0-9])`, 'g') : null }));
+}
+
+function removeForms(text: string, forms: readonly Form[]): string {
   let out = text;
   for (const f of forms) {
-    if (out.includes(f)) {
-      out = out.split(f).join(REDACTED);
+    if (out.includes(f.text)) {
+      out = f.word === null ? out.split(f.text).join(REDACTED) : out.replace(f.word, REDACTED);
     }
   }
   return out;
@@ -211,7 +225,8 @@ function deep(value: unknown, clean: (s: string) => string, depth: number): unkn
   }
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    out[clean(k)] = SECRET_KEY_RE.test(k) && (v === null || typeof v !== 'object') ? REDACTED : deep(v, clean, depth + 1);
+    // Keys are the code's own names: values are cleaned, keys kept.
+    out[k] = SECRET_KEY_RE.test(k) && (v === null || typeof v !== 'object') ? REDACTED : deep(v, clean, depth + 1);
   }
   return out;
 }

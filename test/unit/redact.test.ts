@@ -145,3 +145,13 @@ t.test('holdSecret() holds a URL password on its own, decoded too, and forgets t
   t.ok(heldSecrets().includes('tok-19-xxxxxxxx'));
   t.ok(heldSecrets().includes('r@bbit pw'), 'config secrets are kept apart from tokens');
 });
+
+t.test('redactSecrets() matches a short secret only as a whole word', async (t) => {
+  t.equal(redactSecrets('guests of guest-1: pw=guest, "guest"', ['guest']), `guests of ${REDACTED}-1: pw=${REDACTED}, "${REDACTED}"`);
+  t.equal(redactSecrets('sgwt-guest1 guestbook', ['guest']), 'sgwt-guest1 guestbook');
+  t.equal(redactSecrets(`x${TOKEN}y`, [TOKEN]), `x${REDACTED}y`, 'a long secret matches anywhere');
+});
+
+t.test('redactDeep() keeps keys (the code names them) and cleans values', async (t) => {
+  t.same(redactDeep({ guests: ['guest'], byGuest: { 'acme/guest': 1 } }, ['guest']), { guests: [REDACTED], byGuest: { 'acme/guest': 1 } });
+});
