@@ -221,3 +221,24 @@ export class NativeError extends SgwError {
     this.errno = options.errno ?? null;
   }
 }
+
+/** Stable codes of DaemonLockError. */
+export type DaemonLockErrorCode =
+  /** Another process holds the single-instance lock of this network namespace (ADR 0012). */
+  | 'SGW_ERR_DAEMON_ALREADY_RUNNING'
+  /** The lock socket could not be made for another reason; the daemon does not run unlocked. */
+  | 'SGW_ERR_DAEMON_LOCK';
+
+/**
+ * sharegwd (or `--cleanup`) refused to run because it could not take the
+ * single-instance lock. `holder` names the process that has it, when
+ * /proc tells (pid, uid, command line).
+ */
+export class DaemonLockError extends SgwError {
+  declare readonly code: DaemonLockErrorCode;
+  readonly holder: { pid: number; uid: number | null; command: string } | null;
+  constructor(code: DaemonLockErrorCode, message: string, details: { holder: { pid: number; uid: number | null; command: string } | null; cause?: unknown }) {
+    super(code, message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.holder = details.holder;
+  }
+}

@@ -1,7 +1,9 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { heldSecrets } from '../config/secret';
 import { describeError } from '../errors';
+import { redact, redactDeep } from '../util/redact';
 import type { Counters } from '../observability/counters';
 import type { Logger } from '../observability/logger';
 import { MAX_LINE, parseRequest } from './protocol';
@@ -94,11 +96,15 @@ export class AdminServer {
   private async answer(line: string): Promise<AdminResponse> {
     try {
       const req = parseRequest(line);
-      return { ok: true, result: await this.handler(req.cmd, req) };
+      // The safety net for every answer (status, reload problems, explain,
+      // flows): the credentials the process holds and known secret shapes
+      // are stripped from every string, whatever code built it (issue 14).
+      return { ok: true, result: redactDeep(await this.handler(req.cmd, req), heldSecrets()) };
     } catch (err) {
       const e = describeError(err);
       this.counters.inc('sharegw_admin_errors_total', { code: e.code });
-      return { ok: false, error: e };
+      // The message may quote an upstream answer: same safety net as status.
+      return { ok: false, error: { code: e.code, message: redact(e.message, heldSecrets()) } };
     }
   }
 

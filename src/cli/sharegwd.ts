@@ -10,22 +10,28 @@ import { releaseTunnelPeer } from '../tunnels/host';
 import { parseArgs, DEFAULT_CONFIG } from './args';
 import { EgressRoutes } from '../dataplane/kernel/egress-apply';
 import { checkConfig } from './check';
+import { acquireInstanceLock, EXIT_ALREADY_RUNNING } from '../daemon/instance-lock';
+import type { InstanceLock } from '../daemon/instance-lock';
 
-const USAGE = `usage: sharegwd [--config FILE] [--check-config | --cleanup]
+const USAGE = `usage: sharegwd [--config FILE] [--check-config | --cleanup [--force]]
   --config FILE    daemon file (default ${DEFAULT_CONFIG})
   --check-config   validate the daemon file and every domain file, print all problems, exit 1 if any
   --cleanup        remove every iptables chain and jump sharegw owns and take the
                    gateway address off every tunnel they guarded (and, with --config,
                    every configured tunnel), remove sharegw's egress routes and
-                   policy rules (protocol 213), then exit
+                   policy rules (protocol 213), then exit; refused (exit ${EXIT_ALREADY_RUNNING}) while
+                   a sharegwd runs in this network namespace
+  --force          with --cleanup: clean up even while a sharegwd runs
   --version        print the version
+Exit status ${EXIT_ALREADY_RUNNING} (SGW_ERR_DAEMON_ALREADY_RUNNING): another sharegwd holds the
+  single-instance lock of this network namespace.
 Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT stop (kernel rules are kept by default).`;
 
 const print = (s: string): void => void process.stdout.write(`${s}\n`);
 const printErr = (s: string): void => void process.stderr.write(`${s}\n`);
 
 async function main(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, ['check-config', 'cleanup', 'help', 'version'], ['config']);
+  const args = parseArgs(argv, ['check-config', 'cleanup', 'force', 'help', 'version'], ['config']);
   if (args.flags.has('help')) {
     print(USAGE);
     return 0;
@@ -40,11 +46,15 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const file = args.values.get('config') ?? DEFAULT_CONFIG;
+  if (args.flags.has('force') && !args.flags.has('cleanup')) {
+    printErr(`sharegwd: --force is an option of --cleanup only\n${USAGE}`);
+    return 2;
+  }
   if (args.flags.has('check-config')) {
     return checkConfig(file, print, printErr);
   }
   if (args.flags.has('cleanup')) {
-    return cleanup(args.values.has('config') ? file : null);
+    return cleanup(args.values.has('config') ? file : null, args.flags.has('force'));
   }
   return run(file);
 }
@@ -56,7 +66,29 @@ async function main(argv: string[]): Promise<number> {
  * would be a plain routed link into the storage network. The config is read
  * first, but a broken config does not stop the cleanup.
  */
-async function cleanup(configFile: string | null): Promise<number> {
+async function cleanup(configFile: string | null, force: boolean): Promise<number> {
+  // Cleanup removes what a running daemon enforces (and it would put it
+  // back at its next sync): refuse unless forced. Holding the lock meanwhile
+  // also keeps a daemon from starting half-way through.
+  let lock: InstanceLock | null = null;
+  try {
+    lock = await acquireInstanceLock();
+  } catch (err) {
+    const e = describeError(err);
+    if (!force) {
+      printErr(`sharegwd: refusing to clean up: ${e.code}: ${e.message} (--force cleans up anyway)`);
+      return e.code === 'SGW_ERR_DAEMON_ALREADY_RUNNING' ? EXIT_ALREADY_RUNNING : 1;
+    }
+    printErr(`sharegwd: --force: cleaning up although ${e.code}: ${e.message}`);
+  }
+  try {
+    return await cleanupLocked(configFile);
+  } finally {
+    await lock?.release();
+  }
+}
+
+async function cleanupLocked(configFile: string | null): Promise<number> {
   let rc = 0;
   const tunnels = new Map<string, { iface: string; guestIp: string }>();
   if (configFile !== null) {
@@ -128,6 +160,15 @@ async function run(file: string): Promise<number> {
       printErr(`sharegwd: refusing to start: ${describeError(err).message}`);
     }
     return 1;
+  }
+  // Before anything is programmed or written (state dir, rules, sockets):
+  // a second daemon must change nothing the first one owns.
+  try {
+    await acquireInstanceLock();
+  } catch (err) {
+    const e = describeError(err);
+    printErr(`sharegwd: refusing to start: ${e.code}: ${e.message}`);
+    return e.code === 'SGW_ERR_DAEMON_ALREADY_RUNNING' ? EXIT_ALREADY_RUNNING : 1;
   }
   const log = createLogger(config.daemon.logLevel);
   const counters = new Counters();

@@ -1,5 +1,7 @@
 import pino from 'pino';
 import type { Logger } from 'pino';
+import { heldSecrets } from '../config/secret';
+import { redactDeep } from '../util/redact';
 
 export type { Logger };
 
@@ -32,6 +34,17 @@ export const REDACT_PATHS = [
   '*.headers["X-Subject-Token"]',
   'headers["x-subject-token"]',
   '*.headers["x-subject-token"]',
+  // Issue 14: keys an upstream echo or a request body could bring along.
+  'x-auth-token',
+  'x-subject-token',
+  'application_credential_secret',
+  '*.application_credential_secret',
+  'credentials',
+  '*.credentials',
+  // A Keystone request body: auth.identity.password.user.password.
+  '*.*.*.password',
+  '*.*.*.*.password',
+  '*.*.*.secret',
 ];
 
 /** The daemon's JSON logger on stdout (journald adds the timestamps' context). */
@@ -41,6 +54,16 @@ export function createLogger(level: string, destination?: pino.DestinationStream
     base: { svc: 'sharegwd' },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
+    hooks: {
+      // The safety net behind the paths above: the message and every string
+      // value lose the credentials the process holds and known secret
+      // shapes, whatever code built them (issue 14). The arguments are
+      // copied, never changed.
+      logMethod(args, method) {
+        const secrets = heldSecrets();
+        method.apply(this, args.map((a) => redactDeep(a, secrets, { escape: false })) as Parameters<typeof method>);
+      },
+    },
   };
   return destination === undefined ? pino(opts, pino.destination({ dest: 1, sync: false })) : pino(opts, destination);
 }

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { createLogger, REDACT_PATHS } from '../../src/observability/logger';
+import { holdSecret } from '../../src/config/secret';
 
 /** A logger writing into memory; `lines()` parses what it wrote. */
 function memoryLogger(level = 'info'): { log: ReturnType<typeof createLogger>; text: () => string; lines: () => Record<string, unknown>[] } {
@@ -88,4 +89,18 @@ t.test('every redacted key is covered at every documented depth', async (t) => {
   for (const k of ['password', 'secret', 'token', 'authorization']) {
     t.strictSame(REDACT_PATHS.filter((p) => p === k || p === `*.${k}` || p === `*.*.${k}`), [k, `*.${k}`, `*.*.${k}`], k);
   }
+});
+
+t.test('the safety net strips held secrets and secret shapes from messages and values', async (t) => {
+  const held = `held-${process.pid}-Secret`;
+  holdSecret(held);
+  const m = memoryLogger();
+  const obj = { detail: `echo ${held} and ${encodeURIComponent(held)}`, url: 'amqp://u:rabbitpw@mq:5672/', nested: { list: [`Bearer abc.def.ghi ${held}`] } };
+  m.log.error(obj, `Manila said: X-Auth-Token: tok-${held}`);
+  const text = m.text();
+  t.notOk(text.includes(held), 'no held secret');
+  t.notOk(text.includes('rabbitpw'), 'no URL password');
+  t.notOk(text.includes('abc.def.ghi'), 'no bearer token');
+  t.match(stable(m.lines()[0]), { detail: 'echo [redacted] and [redacted]', url: 'amqp://u:[redacted]@mq:5672/', msg: 'Manila said: X-Auth-Token: [redacted]' });
+  t.equal(obj.detail, `echo ${held} and ${encodeURIComponent(held)}`, 'the logged object is not changed');
 });

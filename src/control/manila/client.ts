@@ -1,10 +1,9 @@
 import type { z } from 'zod';
-import { ManilaError } from '../../errors';
 import type { ManilaSettings } from '../../model/config';
 import { HttpTransport } from './http';
 import type { HttpOptions } from './http';
 import { requestIdOf } from './http';
-import { catalogEndpoint, KeystoneTokens, NoauthTokens, shapeMessage, snippet } from './keystone';
+import { catalogEndpoint, KeystoneTokens, manilaError, NoauthTokens, shapeMessage, snippet } from './keystone';
 import type { TokenSource } from './keystone';
 import { accessRulesEnvelope, exportLocationsEnvelope, securityServicesEnvelope, shareNetworkEnvelope, sharesEnvelope, versionsSchema } from './schemas';
 import type { AccessRuleRecord, ExportLocationRecord, ManilaShare, SecurityService, ShareNetwork } from './schemas';
@@ -86,16 +85,16 @@ export class ManilaClient {
     const res = await this.http.request({ method: 'GET', url: `${base}/`, headers: { 'X-Auth-Token': tok.token } });
     if (res.status === 401) {
       this.tokens.invalidate();
-      throw new ManilaError('SGW_ERR_MANILA_AUTH', `GET ${base}/: Manila refused the token (HTTP 401)`, { status: 401, requestId: requestIdOf(res) });
+      throw manilaError('SGW_ERR_MANILA_AUTH', `GET ${base}/: Manila refused the token (HTTP 401)`, { status: 401, requestId: requestIdOf(res, [tok.token]) }, [tok.token]);
     }
     if (res.status !== 200 && res.status !== 300) {
-      throw new ManilaError('SGW_ERR_MANILA_HTTP', `GET ${base}/: HTTP ${res.status}${snippet(res.text)}`, { status: res.status, requestId: requestIdOf(res) });
+      throw manilaError('SGW_ERR_MANILA_HTTP', `GET ${base}/: HTTP ${res.status}${snippet(res.text, [tok.token])}`, { status: res.status, requestId: requestIdOf(res, [tok.token]) }, [tok.token]);
     }
-    const body = parse(versionsSchema, res.text, `GET ${base}/`, res.status);
+    const body = parse(versionsSchema, res.text, `GET ${base}/`, res.status, requestIdOf(res, [tok.token]), [tok.token]);
     const v2 = body.versions.find((v) => v.id.startsWith('v2')) ?? body.versions[0];
     const max = v2?.version ?? '';
     if (!mvAtLeast(max, MIN_MICROVERSION)) {
-      throw new ManilaError('SGW_ERR_MANILA_VERSION', `Manila at ${base} offers microversions up to ${max === '' ? 'none' : max}; sharegw needs ${MIN_MICROVERSION} or later`);
+      throw manilaError('SGW_ERR_MANILA_VERSION', `Manila at ${base} offers microversions up to ${max === '' ? 'none' : max}; sharegw needs ${MIN_MICROVERSION} or later`, {}, [tok.token]);
     }
     const microversion = mvAtLeast(max, MAX_MICROVERSION) ? MAX_MICROVERSION : max;
     this.negotiated = { microversion, serverMax: max, base };
@@ -142,7 +141,7 @@ export class ManilaClient {
         return dedupe(out);
       }
     }
-    throw new ManilaError('SGW_ERR_MANILA_SHAPE', `shares of share network ${shareNetworkId}: more than ${MAX_PAGES} pages; the server seems to ignore offset`);
+    throw manilaError('SGW_ERR_MANILA_SHAPE', `shares of share network ${shareNetworkId}: more than ${MAX_PAGES} pages; the server seems to ignore offset`);
   }
 
   async exportLocations(shareId: string): Promise<ExportLocationRecord[]> {
@@ -177,7 +176,7 @@ export class ManilaClient {
       const url = `${v.base}/${tok.projectId}/${path}`;
       const where = `GET ${v.base}/${tok.projectId}/${path.split('?')[0] ?? ''}`;
       const res = await this.http.request({ method: 'GET', url, headers: { 'X-Auth-Token': tok.token, 'X-OpenStack-Manila-API-Version': v.microversion } });
-      const rid = requestIdOf(res);
+      const rid = requestIdOf(res, [tok.token]);
       if (res.status === 401 && attempt === 0) {
         // Revoked or expired early (key rotation): one fresh token, one retry.
         this.tokens.invalidate();
@@ -189,29 +188,30 @@ export class ManilaClient {
         continue;
       }
       if (res.status === 401 || res.status === 403) {
-        throw new ManilaError('SGW_ERR_MANILA_AUTH', `${where}: Manila refused the request (HTTP ${res.status})${snippet(res.text)}`, { status: res.status, requestId: rid });
+        throw manilaError('SGW_ERR_MANILA_AUTH', `${where}: Manila refused the request (HTTP ${res.status})${snippet(res.text, [tok.token])}`, { status: res.status, requestId: rid }, [tok.token]);
       }
       if (res.status === 404 && opts.allow404 === true) {
         return null;
       }
       if (res.status < 200 || res.status > 299) {
-        throw new ManilaError('SGW_ERR_MANILA_HTTP', `${where}: HTTP ${res.status}${snippet(res.text)}`, { status: res.status, requestId: rid });
+        throw manilaError('SGW_ERR_MANILA_HTTP', `${where}: HTTP ${res.status}${snippet(res.text, [tok.token])}`, { status: res.status, requestId: rid }, [tok.token]);
       }
-      return parse(schema, res.text, where, res.status, rid);
+      return parse(schema, res.text, where, res.status, rid, [tok.token]);
     }
   }
 }
 
-function parse<T>(schema: z.ZodType<T>, text: string, where: string, status: number, requestId: string | null = null): T {
+function parse<T>(schema: z.ZodType<T>, text: string, where: string, status: number, requestId: string | null, extra: readonly string[]): T {
   let json: unknown;
   try {
     json = JSON.parse(text);
-  } catch (err) {
-    throw new ManilaError('SGW_ERR_MANILA_SHAPE', `${where}: the answer is not JSON`, { status, requestId, cause: err });
+  } catch {
+    // No cause: V8's SyntaxError quotes the body, and the body is the server's.
+    throw manilaError('SGW_ERR_MANILA_SHAPE', `${where}: the answer is not JSON`, { status, requestId }, extra);
   }
   const r = schema.safeParse(json);
   if (!r.success) {
-    throw new ManilaError('SGW_ERR_MANILA_SHAPE', `${where}: unexpected answer: ${shapeMessage(r.error)}`, { status, requestId });
+    throw manilaError('SGW_ERR_MANILA_SHAPE', `${where}: unexpected answer: ${shapeMessage(r.error)}`, { status, requestId }, extra);
   }
   return r.data;
 }

@@ -1,7 +1,9 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
+import { heldSecrets } from '../../config/secret';
 import { ManilaError } from '../../errors';
+import { excerpt, redact } from '../../util/redact';
 
 /**
  * The HTTP edge of the control module: one request at a time per call, on
@@ -9,7 +11,8 @@ import { ManilaError } from '../../errors';
  * exponential backoff and full jitter for requests that are safe to repeat
  * (GETs; Keystone token requests, which create nothing a repeat would
  * duplicate). Bodies are capped before they are buffered. Nothing here
- * logs: the caller decides, and errors carry no header or body of ours.
+ * logs: the caller decides, and errors carry no header or body of ours;
+ * what they quote of the server's (the URL, a socket error) is redacted.
  */
 
 /** Larger answers are refused (a share list of 10,000 is ~15 MiB). */
@@ -118,7 +121,9 @@ export class HttpTransport {
           done = true;
           clearTimeout(timer);
           r.destroy();
-          reject(new ManilaError('SGW_ERR_MANILA_UNREACHABLE', `${where}: ${msg}`, { cause }));
+          // The URL may come from a catalog and the message names its host:
+          // both are the server's word, so both are redacted.
+          reject(new ManilaError('SGW_ERR_MANILA_UNREACHABLE', redact(`${where}: ${msg}`, [...heldSecrets(), ...Object.values(req.headers ?? {})]), { cause }));
         }
       };
       const r = (isHttps ? https : http).request(
@@ -171,8 +176,12 @@ function retryAfterMs(last: unknown): number | null {
   return Number.isFinite(s) && s >= 0 ? Math.min(30_000, s * 1000) : null;
 }
 
-/** The request id of an answer (Manila: x-compute-request-id; Keystone: x-openstack-request-id). */
-export function requestIdOf(res: HttpResponse): string | null {
+/**
+ * The request id of an answer (Manila: x-compute-request-id; Keystone:
+ * x-openstack-request-id), sanitized and cut to 128 characters: it goes
+ * into errors and status, and a hostile server chooses it.
+ */
+export function requestIdOf(res: HttpResponse, extra: readonly string[] = []): string | null {
   const v = res.headers['x-openstack-request-id'] ?? res.headers['x-compute-request-id'];
-  return typeof v === 'string' ? v : null;
+  return typeof v === 'string' ? excerpt(v, [...heldSecrets(), ...extra], 128) : null;
 }

@@ -1,9 +1,12 @@
+import { heldSecrets, holdSecret } from '../../config/secret';
 import { ManilaError } from '../../errors';
+import type { ManilaErrorCode } from '../../errors';
 import type { ManilaAuth } from '../../model/config';
 import type { HttpTransport } from './http';
 import { requestIdOf } from './http';
 import { tokenSchema } from './schemas';
 import type { TokenBody } from './schemas';
+import { excerpt, redact } from '../../util/redact';
 
 /**
  * Keystone v3 tokens for the control module.
@@ -84,22 +87,24 @@ export class KeystoneTokens implements TokenSource {
     if (res.status === 401 || res.status === 403) {
       // Keystone's message is generic; the user name helps, the password never.
       const who = this.auth.type === 'password' ? `user "${this.auth.username}"` : `application credential "${this.auth.id}"`;
-      throw new ManilaError('SGW_ERR_MANILA_AUTH', `Keystone refused ${who} (HTTP ${res.status}) at ${url}`, { status: res.status, requestId: rid });
+      throw manilaError('SGW_ERR_MANILA_AUTH', `Keystone refused ${who} (HTTP ${res.status}) at ${url}`, { status: res.status, requestId: rid });
     }
     if (res.status !== 201 && res.status !== 200) {
-      throw new ManilaError('SGW_ERR_MANILA_HTTP', `POST ${url}: HTTP ${res.status}${snippet(res.text)}`, { status: res.status, requestId: rid });
+      throw manilaError('SGW_ERR_MANILA_HTTP', `POST ${url}: HTTP ${res.status}${snippet(res.text)}`, { status: res.status, requestId: rid });
     }
     const token = res.headers['x-subject-token'];
     let body: TokenBody;
     try {
       body = tokenSchema.parse(JSON.parse(res.text));
     } catch (err) {
-      throw new ManilaError('SGW_ERR_MANILA_SHAPE', `POST ${url}: the token answer is not a Keystone v3 token: ${shapeMessage(err)}`, { status: res.status, requestId: rid });
+      throw manilaError('SGW_ERR_MANILA_SHAPE', `POST ${url}: the token answer is not a Keystone v3 token: ${shapeMessage(err)}`, { status: res.status, requestId: rid });
     }
     const expiresAt = Date.parse(body.token.expires_at);
     if (typeof token !== 'string' || token === '' || !Number.isFinite(expiresAt) || body.token.project === undefined) {
-      throw new ManilaError('SGW_ERR_MANILA_SHAPE', `POST ${url}: the answer has no X-Subject-Token, no valid expires_at or no project scope`, { status: res.status, requestId: rid });
+      throw manilaError('SGW_ERR_MANILA_SHAPE', `POST ${url}: the answer has no X-Subject-Token, no valid expires_at or no project scope`, { status: res.status, requestId: rid });
     }
+    // From now on every log line and status view strips it (safety net).
+    holdSecret(token);
     this.issued++;
     const info: TokenInfo & { issuedAt: number } = { token, projectId: body.token.project.id, catalog: body.token.catalog, expiresAt, issuedAt: t0 };
     this.current = info;
@@ -130,19 +135,37 @@ export class KeystoneTokens implements TokenSource {
 export function catalogEndpoint(catalog: TokenBody['token']['catalog'], iface: string, region: string | null): string {
   const svc = catalog.find((s) => s.type === 'sharev2');
   if (svc === undefined) {
-    throw new ManilaError('SGW_ERR_MANILA_CATALOG', `the service catalog has no "sharev2" service (types: ${catalog.map((s) => s.type).join(', ') || 'none'})`);
+    throw manilaError('SGW_ERR_MANILA_CATALOG', `the service catalog has no "sharev2" service (types: ${catalog.map((s) => s.type).join(', ') || 'none'})`);
   }
   const ep = svc.endpoints.find((e) => e.interface === iface && (region === null || e.region_id === region || e.region === region));
   if (ep === undefined) {
-    throw new ManilaError('SGW_ERR_MANILA_CATALOG', `the "sharev2" service has no ${iface} endpoint${region === null ? '' : ` in region ${region}`}`);
+    throw manilaError('SGW_ERR_MANILA_CATALOG', `the "sharev2" service has no ${iface} endpoint${region === null ? '' : ` in region ${region}`}`);
   }
   return ep.url;
 }
 
-/** At most 200 characters of a server's error body, for messages. */
-export function snippet(text: string): string {
-  const t = text.replace(/\s+/g, ' ').trim();
-  return t === '' ? '' : `: ${t.length > 200 ? `${t.slice(0, 200)}...` : t}`;
+/**
+ * A server's error body for a message: a sanitized excerpt of at most 200
+ * characters (util/redact.ts) without the secrets the process holds or
+ * `extra` (a token the caller used), or '' for an empty body.
+ */
+export function snippet(text: string, extra: readonly string[] = []): string {
+  const t = excerpt(text, [...heldSecrets(), ...extra]);
+  return t === '' ? '' : `: ${t}`;
+}
+
+/** Longest ManilaError message (the body excerpt in it is at most 200). */
+const MAX_MESSAGE = 1000;
+
+/**
+ * A ManilaError whose message went through redact(): the message quotes
+ * what the server sent (status lines, catalog URLs, versions, zod issues),
+ * and a hostile server can make any of it echo a credential.
+ */
+export function manilaError(code: ManilaErrorCode, message: string, details: ConstructorParameters<typeof ManilaError>[2] = {}, extra: readonly string[] = []): ManilaError {
+  const m = redact(message, [...heldSecrets(), ...extra]);
+  // Bounded too: a catalog or a version list can be as long as the server likes.
+  return new ManilaError(code, m.length > MAX_MESSAGE ? `${m.slice(0, MAX_MESSAGE - 3)}...` : m, details);
 }
 
 /** The first zod issue as `path: message`, or the error's message. */

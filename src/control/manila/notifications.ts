@@ -130,7 +130,8 @@ export function eventType(body: Buffer): string | null {
     const outer = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
     const inner = typeof outer['oslo.message'] === 'string' ? (JSON.parse(outer['oslo.message']) as Record<string, unknown>) : outer;
     const e = inner['event_type'];
-    return typeof e === 'string' ? e : null;
+    // The broker's word: it goes into status and a debug line, so bound it.
+    return typeof e === 'string' ? e.slice(0, 200) : null;
   } catch {
     return null;
   }
