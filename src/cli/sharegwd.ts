@@ -10,6 +10,7 @@ import { releaseTunnelPeer } from '../tunnels/host';
 import { parseArgs, DEFAULT_CONFIG } from './args';
 import { EgressRoutes } from '../dataplane/kernel/egress-apply';
 import { checkConfig } from './check';
+import { safeLines } from '../util/safe-text';
 
 const USAGE = `usage: sharegwd [--config FILE] [--check-config | --cleanup]
   --config FILE    daemon file (default ${DEFAULT_CONFIG})
@@ -21,8 +22,9 @@ const USAGE = `usage: sharegwd [--config FILE] [--check-config | --cleanup]
   --version        print the version
 Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT stop (kernel rules are kept by default).`;
 
-const print = (s: string): void => void process.stdout.write(`${s}\n`);
-const printErr = (s: string): void => void process.stderr.write(`${s}\n`);
+// Config problems quote values from the files (tenant ids): escaped.
+const print = (s: string): void => void process.stdout.write(`${safeLines(s)}\n`);
+const printErr = (s: string): void => void process.stderr.write(`${safeLines(s)}\n`);
 
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, ['check-config', 'cleanup', 'help', 'version'], ['config']);

@@ -219,6 +219,8 @@ t.test('the configuration layer emits exactly the codes these tests cover', asyn
     'SGW_ERR_CONFIG_BAD_CIDR',
     'SGW_ERR_CONFIG_BAD_DURATION',
     'SGW_ERR_CONFIG_BAD_EXPORT',
+    // BAD_ID: safe-text.test.ts.
+    'SGW_ERR_CONFIG_BAD_ID',
     'SGW_ERR_CONFIG_BAD_INTERFACE',
     'SGW_ERR_CONFIG_BAD_IP',
     'SGW_ERR_CONFIG_BAD_PORT_RANGE',
