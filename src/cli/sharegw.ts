@@ -12,6 +12,8 @@ import { parseArgs, DEFAULT_CONFIG } from './args';
 import { checkConfig } from './check';
 import { formatExplanation, formatFlows, formatNative } from './views';
 import { safeLines, safeText as t } from '../util/safe-text';
+import { formatCaps } from '../policy/caps';
+import type { CapsView } from '../policy/caps';
 
 const USAGE = `usage: sharegw COMMAND [options]
 commands:
@@ -82,6 +84,7 @@ interface StatusView {
   native?: { loaded: boolean; reason: string | null; shims: Record<string, string> };
   egressError?: { message: string; at: string } | null;
   egressWarnings?: { domain: string; code: string; message: string }[];
+  caps?: (CapsView & { kernelUseError?: { message: string } }) | null;
 }
 
 function human(s: StatusView): string {
@@ -120,6 +123,12 @@ function human(s: StatusView): string {
     }
     for (const w of s.egressWarnings ?? []) {
       lines.push(`egress warning (${t(w.domain)}): ${t(w.code)}: ${t(w.message)}`);
+    }
+  }
+  if (s.caps !== undefined && s.caps !== null && Array.isArray(s.caps.backends)) {
+    lines.push('', ...formatCaps(s.caps, t));
+    if (s.caps.kernelUseError !== undefined) {
+      lines.push(`  kernel use unknown: ${t(s.caps.kernelUseError.message)}`);
     }
   }
   lines.push('', 'DOMAIN       GUEST                                  TUNNEL      STATE     GRANTS  DENIED  SPOOFED');

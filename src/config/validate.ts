@@ -40,6 +40,12 @@ export interface ValidationResult {
 
 const IFACE_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 const DEFAULT_PORT_RANGE = { from: 40000, to: 44999 };
+/**
+ * Defaults of `limits`: below nfs-ganesha's 1024 connections (and samba's
+ * usual process limits), with room left for clients that do not pass
+ * through the gateway; one domain gets at most a quarter of a backend.
+ */
+export const DEFAULT_LIMITS = { maxConnectionsPerBackend: 896, maxConnectionsPerDomainPerBackend: 256 } as const;
 /** Defaults of the daemon's `egress` block (ADR 0011). */
 export const DEFAULT_EGRESS = { tables: { from: 20000, to: 20999 }, rulePriority: 20000 } as const;
 /** Tables the kernel reserves (RFC-less: rt_tables unspec, default, main, local). */
@@ -203,6 +209,10 @@ function checkDaemon(src: YamlSource, out: ConfigProblem[], clouds: SourceText |
       userTimeoutMs: dur(f.proxy?.userTimeout, ['proxy', 'userTimeout'], 20_000),
       drainTimeoutMs: dur(f.proxy?.drainTimeout, ['proxy', 'drainTimeout'], 10_000),
       maxConnectionsPerGuest: f.proxy?.maxConnectionsPerGuest ?? 256,
+    },
+    limits: {
+      maxConnectionsPerBackend: f.limits?.maxConnectionsPerBackend ?? DEFAULT_LIMITS.maxConnectionsPerBackend,
+      maxConnectionsPerDomainPerBackend: f.limits?.maxConnectionsPerDomainPerBackend ?? DEFAULT_LIMITS.maxConnectionsPerDomainPerBackend,
     },
     manila: f.manila === undefined ? null : checkManila(f.manila, src, out, dur, clouds),
   };

@@ -20,6 +20,12 @@ export interface ApplyReport {
 export interface KernelCounters {
   /** key: `domain/instance`, value: packets per reason (antispoof, deny, deny-local). */
   byGuest: Record<string, Record<string, number>>;
+  /**
+   * Connections refused by a cap (each a SYN answered with a reset), key
+   * `scope domain backend:port` (scope `domain` or `backend`; domain `-`
+   * for the backend scope).
+   */
+  caps?: Record<string, number>;
 }
 
 /**
@@ -29,7 +35,7 @@ export interface KernelCounters {
  */
 export class KernelRules {
   /** Counts of rules an apply flushed, so totals survive re-applies. */
-  private carried: KernelCounters = { byGuest: {} };
+  private carried: KernelCounters = { byGuest: {}, caps: {} };
   private lastText = '';
   private lastFingerprint = '';
 
@@ -51,7 +57,10 @@ export class KernelRules {
     }
     await restoreRules(text);
     this.lastText = text;
-    addCounters(this.carried, countersOf(existing));
+    // Every chain but a kept cap chain was flushed: carry their counts. A
+    // cap chain the text does not declare kept its rules and counters.
+    const flushed = new Set(text.split('\n').filter((l) => l.startsWith(':')).map((l) => l.slice(1).split(' ')[0] ?? ''));
+    addCounters(this.carried, countersOf(existing, (chain) => !chain.startsWith(CAP_PREFIX) || flushed.has(chain)));
     // What the kernel now holds, in its own spelling: the next sync compares
     // against this to notice edits by other programs (drift).
     this.lastFingerprint = ownedFingerprint(parseSave(await saveRuleset(false)), PREFIX);
@@ -85,7 +94,7 @@ export class KernelRules {
   /** Denial and anti-spoof counters of our rules, including flushed ones. */
   async counters(): Promise<KernelCounters> {
     const now = countersOf(parseSave(await saveRuleset(true)));
-    const total: KernelCounters = { byGuest: {} };
+    const total: KernelCounters = { byGuest: {}, caps: {} };
     addCounters(total, this.carried);
     addCounters(total, now);
     return total;
@@ -93,6 +102,10 @@ export class KernelRules {
 }
 
 function addCounters(into: KernelCounters, from: KernelCounters): void {
+  for (const [k, n] of Object.entries(from.caps ?? {})) {
+    const caps = (into.caps ??= {});
+    caps[k] = (caps[k] ?? 0) + n;
+  }
   for (const [key, reasons] of Object.entries(from.byGuest)) {
     const g = (into.byGuest[key] ??= {});
     for (const [reason, n] of Object.entries(reasons)) {
@@ -101,12 +114,27 @@ function addCounters(into: KernelCounters, from: KernelCounters): void {
   }
 }
 
-/** Reads per-guest counters off rule comments (`sharegw KEY REASON`). */
-export function countersOf(saved: SavedRuleset): KernelCounters {
+/** Cap chains (SGW-CAPB, SGW-CAPD-*): kept across applies when unchanged. */
+const CAP_PREFIX = 'SGW-CAP';
+
+/**
+ * Reads per-guest counters off rule comments (`sharegw KEY REASON`) and the
+ * cap refusals (`sharegw DOMAIN cap-SCOPE BACKEND:PORT`), of the chains
+ * `include` selects (default: all of ours).
+ */
+export function countersOf(saved: SavedRuleset, include: (chain: string) => boolean = () => true): KernelCounters {
   const byGuest: Record<string, Record<string, number>> = {};
+  const caps: Record<string, number> = {};
     for (const table of saved.values()) {
       table.rules.forEach((rule, i) => {
-        if (!ruleChain(rule).startsWith(PREFIX)) {
+        if (!ruleChain(rule).startsWith(PREFIX) || !include(ruleChain(rule))) {
+          return;
+        }
+        const cap = /--comment "?sharegw (\S+) cap-(domain|backend) (\S+?)"? /.exec(rule);
+        const cc = table.counters[i];
+        if (cap !== null && cc !== null && cc !== undefined) {
+          const k = `${cap[2] ?? ''} ${cap[1] ?? ''} ${cap[3] ?? ''}`;
+          caps[k] = (caps[k] ?? 0) + cc.packets;
           return;
         }
         const m = /--comment "?sharegw (\S+) (antispoof|deny|deny-local)"?/.exec(rule);
@@ -120,7 +148,7 @@ export function countersOf(saved: SavedRuleset): KernelCounters {
         g[reason] = (g[reason] ?? 0) + c.packets;
       });
     }
-  return { byGuest };
+  return { byGuest, caps };
 }
 
 /** A few lines of difference between two fingerprints, for the drift log. */
