@@ -113,6 +113,13 @@ for (const plane of ['kernel', 'proxy'] as const) {
     t.match(human.stdout, new RegExp(`${BACKEND.replace(/\./g, '\\.')}:2049 ${plane}: \\d+/896 .*acme ${CAP}/${CAP} refused ${EXTRA}`), 'status text shows use and refusals');
     t.match(d.log(), /"reason":"domain-backend-cap"|connections refused by the domain cap/, 'the refusal is logged');
 
+    // A reload re-applies every rule (forced restore): the cap chains did
+    // not change, so they are left alone and still count acme's three.
+    t.equal((await d.sighup()).ok, true, 'reloaded');
+    const after = await openMany(NS.g1, 1);
+    after.release();
+    t.ok(refusedAs.includes(after.states[0] ?? ''), `after the re-apply acme is still at its cap: ${after.states.join(',')}`);
+
     acme.release();
     // Closed connections free their places (connlimit skips closed entries).
     await until('acme connects again', async () => (await openMany(NS.g1, 1).then((r) => (r.release(), r.states[0]))) === 'open', 15_000);
