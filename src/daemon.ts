@@ -409,6 +409,8 @@ export class Daemon {
         report = { ...second, drifted: second.drifted || report?.drifted === true };
       }
       await this.proxy.closeStale(ports);
+      // Kernel cap refusals, from the counters this sync's save already read.
+      this.noteKernelCaps(this.kernel.observed());
       if (desired.dataplane === 'kernel') {
         await enableForwarding();
         await enableConntrackAccounting();
@@ -749,7 +751,8 @@ export class Daemon {
   }
 
   /**
-   * Counts kernel cap refusals (rule counters, read at scrape and status)
+   * Counts kernel cap refusals (rule counters, read at every sync, scrape
+   * and status)
    * into sharegw_connection_cap_refusals_total{scope,plane=kernel} and logs
    * them: the first per domain and scope, then counts (rate-limited).
    */

@@ -36,6 +36,8 @@ export interface KernelCounters {
 export class KernelRules {
   /** Counts of rules an apply flushed, so totals survive re-applies. */
   private carried: KernelCounters = { byGuest: {}, caps: {} };
+  /** Totals as of the last apply's iptables-save (no extra save needed to read them). */
+  private observedTotal: KernelCounters = { byGuest: {}, caps: {} };
   private lastText = '';
   private lastFingerprint = '';
 
@@ -47,6 +49,10 @@ export class KernelRules {
   async apply(desired: DesiredState, proxyPorts?: ReadonlyMap<string, number>, onlyIfChanged = false): Promise<ApplyReport | null> {
     const t0 = performance.now();
     const existing = parseSave(await saveRuleset(true));
+    const seen: KernelCounters = { byGuest: {}, caps: {} };
+    addCounters(seen, this.carried);
+    addCounters(seen, countersOf(existing));
+    this.observedTotal = seen;
     const text = renderRules(proxyPorts === undefined ? { desired, existing } : { desired, existing, proxyPorts });
     const now = ownedFingerprint(existing, PREFIX);
     const drifted = this.lastFingerprint !== '' && now !== this.lastFingerprint;
@@ -63,7 +69,12 @@ export class KernelRules {
     addCounters(this.carried, countersOf(existing, (chain) => !chain.startsWith(CAP_PREFIX) || flushed.has(chain)));
     // What the kernel now holds, in its own spelling: the next sync compares
     // against this to notice edits by other programs (drift).
-    this.lastFingerprint = ownedFingerprint(parseSave(await saveRuleset(false)), PREFIX);
+    const after = parseSave(await saveRuleset(false));
+    this.lastFingerprint = ownedFingerprint(after, PREFIX);
+    // The text the next sync renders for the same state: cap chains that are
+    // now in place are left out of it (renderRules keeps them), so compare
+    // against that, or every change would cost a second restore.
+    this.lastText = renderRules(proxyPorts === undefined ? { desired, existing: after } : { desired, existing: after, proxyPorts });
     return { lines: text.split('\n').length, durationMs: performance.now() - t0, drifted, driftSample };
   }
 
@@ -89,6 +100,14 @@ export class KernelRules {
     }
     await restoreRules(text);
     return { removed: true, tunnels };
+  }
+
+  /**
+   * The counters as the last apply read them (every sync saves the rules
+   * to compare them): cheap, at most one sync interval old.
+   */
+  observed(): KernelCounters {
+    return this.observedTotal;
   }
 
   /** Denial and anti-spoof counters of our rules, including flushed ones. */
