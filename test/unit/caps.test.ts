@@ -133,3 +133,15 @@ t.test('capsView() shows every granted backend with caps, use per domain and ref
   t.same(formatCaps(v!, safeText), ['connection caps: 5 per backend, 3 per domain per backend', '  198.18.0.100:2049 kernel: 4/5 (acme 3/3 refused 2, beta 1/3)']);
   t.equal(capsView({ dataplane: 'kernel', guests: [] }, [], []), null, 'no limits, no view');
 });
+
+t.test('renderRules() rewrites a kept cap chain that another program edited', async (t) => {
+  const d = twoDomains('kernel');
+  const lines = capRules(d).get(CAP_BACKEND_CHAIN) ?? [];
+  const saved = (rules: string[]): ReturnType<typeof parseSave> => parseSave(`*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:${CAP_BACKEND_CHAIN} - [0:0]\n${rules.join('\n')}\nCOMMIT\n`);
+  t.notMatch(renderRules({ desired: d, existing: saved(lines) }), /^:SGW-CAPB /m, 'as rendered: kept');
+  const edited = lines.map((l) => l.replace('--connlimit-above 5 ', '--connlimit-above 5000 '));
+  t.match(renderRules({ desired: d, existing: saved(edited) }), /^:SGW-CAPB /m, 'a raised cap: rewritten');
+  const accepted = lines.map((l) => l.replace('-j REJECT --reject-with tcp-reset', '-j ACCEPT'));
+  t.match(renderRules({ desired: d, existing: saved(accepted) }), /^:SGW-CAPB /m, 'a cap turned into ACCEPT: rewritten');
+  t.match(renderRules({ desired: d, existing: saved(lines.slice(0, 1)) }), /^:SGW-CAPB /m, 'a deleted rule: rewritten');
+});

@@ -229,18 +229,26 @@ function byBackendPort(a: string, b: string): number {
 }
 
 /**
- * The kernel holds this cap chain with exactly these rules: its marker
- * (the hash of the rules) is there and so are as many rules, so the chain
- * can stay as it is with the connections it counts.
+ * The kernel holds this cap chain with these rules: its marker (the hash
+ * of the rules), as many rules, and each rule's comment and cap where
+ * iptables-save prints them, so the chain can stay as it is with the
+ * connections it counts. A chain another program edited is rewritten.
  */
 function keepsCapChain(existing: SavedRuleset, name: string, lines: readonly string[]): boolean {
   const have = tableOf(existing, 'filter');
   if (!have.chains.has(name)) {
     return false;
   }
-  const marker = /--comment "([^"]*)"/.exec(lines[0] ?? '')?.[1] ?? '';
   const ours = have.rules.filter((r) => ruleChain(r) === name);
-  return ours.length === lines.length && ours.some((r) => r.includes(`"${marker}"`));
+  if (ours.length !== lines.length) {
+    return false;
+  }
+  return lines.every((l, i) => {
+    const r = ours[i] ?? '';
+    const c = /--comment "([^"]*)"/.exec(l)?.[1] ?? '';
+    const above = / --connlimit-above \d+ /.exec(l)?.[0];
+    return r.includes(`"${c}"`) && (above === undefined || (r.includes(above) && r.includes(' -j REJECT')));
+  });
 }
 
 function renderProxyGrants(g: GuestState, grants: readonly Grant[], ports: ReadonlyMap<string, number> | undefined, rules: Lines, inp: string): void {
