@@ -67,7 +67,7 @@ export class ProxyPlane {
   private readonly perBackend = new Map<string, number>();
   private readonly perDomainBackend = new Map<string, number>();
   private limits: DesiredState['limits'];
-  /** Cap refusals by `scope|domain|backend key` (bounded: configured domains x backends). */
+  /** Cap refusals by `scope|domain|backend key`; pruned to the current grants at each open(). */
   private readonly capRefused = new Map<string, number>();
   /** Refusal log lines: the first per domain and reason, then a count (issue 14). */
   private readonly refusalLog = new LogRateLimiter(60_000, 1024);
@@ -137,6 +137,7 @@ export class ProxyPlane {
     this.guests = new Map(desired.guests.map((g) => [g.key, g]));
     this.egress = egressByDomain(desired);
     this.limits = desired.limits;
+    this.pruneCapRefusals(desired);
     const active = this.listening(desired);
     for (const g of desired.guests) {
       for (const gr of g.grants) {
@@ -275,6 +276,24 @@ export class ProxyPlane {
       }
     }, 60_000);
     this.refusalTimer.unref();
+  }
+
+  /** Forgets refusal counts of domains and backends no grant has any more (bounded map). */
+  private pruneCapRefusals(desired: DesiredState): void {
+    const keep = new Set<string>();
+    for (const g of desired.guests) {
+      const eg = this.egress.get(g.domain);
+      for (const gr of g.grants) {
+        const bk = `${gr.backend}:${gr.port}${eg === undefined ? '' : `%${eg.iface}`}`;
+        keep.add(`domain|${g.domain}|${bk}`);
+        keep.add(`backend|-|${bk}`);
+      }
+    }
+    for (const k of [...this.capRefused.keys()]) {
+      if (!keep.has(k)) {
+        this.capRefused.delete(k);
+      }
+    }
   }
 
   /** The cap a new session of `domain` to `backendKey` would exceed, or null. */
