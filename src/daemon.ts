@@ -34,6 +34,10 @@ import { vetTunnels } from './tunnels/vet';
 import { adoptTunnels, enableConntrackAccounting, linkFacts, TUNNEL_KINDS, enableForwarding, isLocalAddress, releaseTunnel, releaseTunnelPeer } from './tunnels/host';
 import type { OwnedTunnel } from './dataplane/kernel/render';
 import type { TunnelState } from './tunnels/host';
+import { capsView } from './policy/caps';
+import type { CapRefusal, PlaneUse } from './policy/caps';
+import type { KernelCounters } from './dataplane/kernel/plane';
+import { LogRateLimiter, suppressedText } from './util/log-rate';
 
 /** Outcome of the last sync, as status shows it. */
 interface SyncResult {
@@ -117,6 +121,9 @@ export class Daemon {
   /** The configuration with the synced shares merged in (what policy compiles). */
   private effective: SgwConfig;
   private readonly warnedCollision = new Set<string>();
+  /** Kernel cap refusals already counted into sharegw_connection_cap_refusals_total, by rule key. */
+  private kernelCapSeen: Record<string, number> = {};
+  private readonly capLog = new LogRateLimiter(60_000, 1024);
 
   constructor(
     config: SgwConfig,
@@ -226,6 +233,7 @@ export class Daemon {
     const denied: MetricsSnapshot['denied'] = [];
     try {
       const k = await this.kernel.counters();
+      this.noteKernelCaps(k);
       for (const [guest, reasons] of Object.entries(k.byGuest)) {
         for (const [reason, packets] of Object.entries(reasons)) {
           denied.push({ domain: guest.split('/')[0] ?? '?', guest, reason, packets });
@@ -401,6 +409,8 @@ export class Daemon {
         report = { ...second, drifted: second.drifted || report?.drifted === true };
       }
       await this.proxy.closeStale(ports);
+      // Kernel cap refusals, from the counters this sync's save already read.
+      this.noteKernelCaps(this.kernel.observed());
       if (desired.dataplane === 'kernel') {
         await enableForwarding();
         await enableConntrackAccounting();
@@ -740,14 +750,82 @@ export class Daemon {
     }
   }
 
+  /**
+   * Counts kernel cap refusals (rule counters, read at every sync, scrape
+   * and status)
+   * into sharegw_connection_cap_refusals_total{scope,plane=kernel} and logs
+   * them: the first per domain and scope, then counts (rate-limited).
+   */
+  private noteKernelCaps(k: KernelCounters): void {
+    const now = Date.now();
+    for (const [key, n] of Object.entries(k.caps ?? {})) {
+      const delta = n - (this.kernelCapSeen[key] ?? 0);
+      if (delta <= 0) {
+        continue;
+      }
+      this.kernelCapSeen[key] = n;
+      const [scope = '', domain = '', backend = ''] = key.split(' ');
+      this.counters.inc('sharegw_connection_cap_refusals_total', { scope, plane: 'kernel' }, delta);
+      const hit = this.capLog.hit(`${domain} ${scope}`, now);
+      if (hit !== null) {
+        this.log.warn({ plane: 'kernel', scope, domain, backend, refused: delta, ...(hit.suppressed > 0 ? { suppressed: hit.suppressed } : {}) }, `connections refused by the ${scope} cap${hit.suppressed > 0 ? ` (and ${suppressedText(hit.suppressed, hit.windowMs)})` : ''}`);
+      }
+    }
+  }
+
+  /** The caps view of status: limits, live use per backend and domain, refusals. */
+  private async capsStatus(k: KernelCounters | null): Promise<unknown> {
+    const use: PlaneUse[] = [];
+    for (const u of this.proxy.capUse()) {
+      for (const d of u.domains) {
+        use.push({ plane: 'proxy', backend: u.backend, domain: d.domain, inUse: d.inUse });
+      }
+    }
+    const refusals: CapRefusal[] = this.proxy.capRefusals().map((r) => ({ plane: 'proxy', ...r }));
+    for (const [key, n] of Object.entries(k?.caps ?? {})) {
+      const [scope = '', domain = '', backend = ''] = key.split(' ');
+      refusals.push({ plane: 'kernel', scope: scope === 'domain' ? 'domain' : 'backend', domain, backend, refused: n });
+    }
+    const applied = this.applied ?? this.desired;
+    if (this.config.daemon.dataplane === 'kernel') {
+      // Kernel-plane connections: conntrack entries of guests' flows that
+      // were not DNATed to a proxy listener and still count for connlimit
+      // (not CLOSE or TIME_WAIT).
+      const byIp = new Map(applied.guests.map((g) => [g.guestIp, g]));
+      try {
+        const counted = new Map<string, number>();
+        for (const f of await listFlows((f) => byIp.has(f.orig.src) && f.reply.src === f.orig.dst && f.state !== 'CLOSE' && f.state !== 'TIME_WAIT')) {
+          const g = byIp.get(f.orig.src);
+          const gr = g?.grants.find((x) => x.backend === f.orig.dst && x.port === f.orig.dport);
+          if (g === undefined || gr === undefined || grantPlane(applied.dataplane, gr) !== 'kernel') {
+            continue;
+          }
+          const key = `${g.domain} ${f.orig.dst}:${f.orig.dport}`;
+          counted.set(key, (counted.get(key) ?? 0) + 1);
+        }
+        for (const [key, n] of counted) {
+          const [domain = '', backend = ''] = key.split(' ');
+          use.push({ plane: 'kernel', backend, domain, inUse: n });
+        }
+      } catch (err) {
+        return { ...capsView(applied, use, refusals), kernelUseError: describeError(err) };
+      }
+    }
+    return capsView(applied, use, refusals);
+  }
+
   /** Everything an operator needs to see; no secrets. */
   async status(): Promise<unknown> {
     let kernel: unknown = null;
+    let kc: KernelCounters | null = null;
     try {
-      kernel = await this.kernel.counters();
+      kc = await this.kernel.counters();
+      kernel = kc;
+      this.noteKernelCaps(kc);
     } catch (err) {
       kernel = { error: describeError(err) };
     }
+    const caps = await this.capsStatus(kc);
     const tunnelByKey = new Map(this.tunnels.map((t) => [t.key, t]));
     return {
       node: this.config.daemon.node,
@@ -790,6 +868,7 @@ export class Daemon {
       egressError: this.egressError,
       egressWarnings: this.egressWarnings,
       proxy: { listeners: this.proxy.listenerCount(), flows: this.proxy.flows() },
+      caps,
       counters: this.counters.snapshot(),
     };
   }

@@ -11,6 +11,9 @@ import { compileDesired } from '../policy/policy';
 import { parseArgs, DEFAULT_CONFIG } from './args';
 import { checkConfig } from './check';
 import { formatExplanation, formatFlows, formatNative } from './views';
+import { safeLines, safeText as t } from '../util/safe-text';
+import { formatCaps } from '../policy/caps';
+import type { CapsView } from '../policy/caps';
 
 const USAGE = `usage: sharegw COMMAND [options]
 commands:
@@ -43,8 +46,12 @@ const COMMAND_OPTIONS: Record<string, readonly string[]> = {
   offline: ['explain'],
 };
 
-const print = (s: string): void => void process.stdout.write(`${s}\n`);
-const printErr = (s: string): void => void process.stderr.write(`${s}\n`);
+// Human text goes through safeLines as a last pass (each field is escaped
+// where it is formatted too): a daemon's answer or a config file may hold
+// tenant ids with control characters. JSON output is JSON-escaped already.
+const print = (s: string): void => void process.stdout.write(`${safeLines(s)}\n`);
+const printJson = (v: unknown): void => void process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+const printErr = (s: string): void => void process.stderr.write(`${safeLines(s)}\n`);
 
 function socketOf(values: Map<string, string>): string {
   const explicit = values.get('socket');
@@ -72,27 +79,33 @@ interface StatusView {
     lastSuccess: string | null;
     lastError: { code: string; message: string; at: string } | null;
     notifications: { connected: boolean } | null;
-    domains: { domain: string; shareNetwork: string; status: string; frozen: boolean; networkError: boolean; missing: boolean; stale: boolean; shares: number }[];
+    domains: { domain: string; shareNetwork: string; status: string; frozen: boolean; networkError: boolean; missing: boolean; stale: boolean; shares: number; skipped?: { share: string; what: string; reason: string; code?: string }[] }[];
   } | null;
   native?: { loaded: boolean; reason: string | null; shims: Record<string, string> };
   egressError?: { message: string; at: string } | null;
   egressWarnings?: { domain: string; code: string; message: string }[];
+  caps?: (CapsView & { kernelUseError?: { message: string } }) | null;
 }
 
 function human(s: StatusView): string {
-  const lines = [`node ${s.node}  dataplane ${s.dataplane}  generation ${s.generation}`];
+  const lines = [`node ${t(s.node)}  dataplane ${t(s.dataplane)}  generation ${s.generation}`];
   const sync = s.lastSync;
-  lines.push(sync === null ? 'last sync: never' : `last sync: ${sync.ok ? 'ok' : `FAILED (${sync.error?.message ?? '?'})`} at ${sync.at}`);
+  lines.push(sync === null ? 'last sync: never' : `last sync: ${sync.ok ? 'ok' : `FAILED (${t(sync.error?.message ?? '?')})`} at ${t(sync.at)}`);
   if (s.proxy !== null) {
     lines.push(`proxy: ${s.proxy.listeners} listeners, ${s.proxy.flows.length} flows`);
   }
   const m = s.manila;
   if (m !== undefined && m !== null) {
     const notif = m.notifications === null ? 'off' : m.notifications.connected ? 'connected' : 'DISCONNECTED';
-    lines.push(`manila: ${m.endpoint ?? 'catalog'} (${m.microversion ?? 'not negotiated'}), last good sync ${m.lastSuccess ?? 'never'}${m.lastError === null ? '' : `, FAILING since ${m.lastError.at}: ${m.lastError.code}: ${m.lastError.message}`}, notifications ${notif}`);
+    lines.push(`manila: ${t(m.endpoint ?? 'catalog')} (${t(m.microversion ?? 'not negotiated')}), last good sync ${t(m.lastSuccess ?? 'never')}${m.lastError === null ? '' : `, FAILING since ${t(m.lastError.at)}: ${t(m.lastError.code)}: ${t(m.lastError.message)}`}, notifications ${notif}`);
     for (const d of m.domains) {
       const flags = [d.frozen ? 'FROZEN (network_change)' : '', d.networkError ? 'NETWORK ERROR (last-known-good)' : '', d.missing ? 'SHARE NETWORK MISSING' : '', d.stale ? 'STALE (fetch failed)' : ''].filter((x) => x !== '');
-      lines.push(`  ${d.domain}: share network ${d.shareNetwork} ${d.status}, ${d.shares} synced shares${flags.length > 0 ? `  ${flags.join(', ')}` : ''}`);
+      lines.push(`  ${t(d.domain)}: share network ${t(d.shareNetwork)} ${t(d.status)}, ${d.shares} synced shares${flags.length > 0 ? `  ${flags.join(', ')}` : ''}`);
+      for (const x of d.skipped ?? []) {
+        if (x.code !== undefined) {
+          lines.push(`    skipped ${t(x.share)}: ${t(x.what)} ${t(x.reason)} [${t(x.code)}]`);
+        }
+      }
     }
   }
   if (s.native !== undefined) {
@@ -103,13 +116,19 @@ function human(s: StatusView): string {
     lines.push('', 'DOMAIN       SOURCE IP        EGRESS           VIA              TABLE/ZONE');
     for (const d of withEgress) {
       const e = d.egress as { interface: string; via: string | null; table: number };
-      lines.push(`${d.name.padEnd(12)} ${d.sourceIp.padEnd(16)} ${e.interface.padEnd(16)} ${(e.via ?? '-').padEnd(16)} ${e.table}`);
+      lines.push(`${t(d.name).padEnd(12)} ${t(d.sourceIp).padEnd(16)} ${t(e.interface).padEnd(16)} ${t(e.via ?? '-').padEnd(16)} ${e.table}`);
     }
     if (s.egressError !== undefined && s.egressError !== null) {
-      lines.push(`egress: PARTLY APPLIED since ${s.egressError.at} (affected domains fail closed): ${s.egressError.message}`);
+      lines.push(`egress: PARTLY APPLIED since ${t(s.egressError.at)} (affected domains fail closed): ${t(s.egressError.message)}`);
     }
     for (const w of s.egressWarnings ?? []) {
-      lines.push(`egress warning (${w.domain}): ${w.code}: ${w.message}`);
+      lines.push(`egress warning (${t(w.domain)}): ${t(w.code)}: ${t(w.message)}`);
+    }
+  }
+  if (s.caps !== undefined && s.caps !== null && Array.isArray(s.caps.backends)) {
+    lines.push('', ...formatCaps(s.caps, t));
+    if (s.caps.kernelUseError !== undefined) {
+      lines.push(`  kernel use unknown: ${t(s.caps.kernelUseError.message)}`);
     }
   }
   lines.push('', 'DOMAIN       GUEST                                  TUNNEL      STATE     GRANTS  DENIED  SPOOFED');
@@ -118,7 +137,7 @@ function human(s: StatusView): string {
       const c = s.kernel?.byGuest?.[`${d.name}/${g.instance}`] ?? {};
       const denied = (c['deny'] ?? 0) + (c['deny-local'] ?? 0);
       lines.push(
-        `${d.name.padEnd(12)} ${g.instance.padEnd(38)} ${g.tunnel.padEnd(11)} ${g.tunnelState.slice(0, 9).padEnd(9)} ${String(g.grants.length).padStart(6)}  ${String(denied).padStart(6)}  ${String(c['antispoof'] ?? 0).padStart(7)}`,
+        `${t(d.name).padEnd(12)} ${t(g.instance).padEnd(38)} ${t(g.tunnel).padEnd(11)} ${t(g.tunnelState.slice(0, 9)).padEnd(9)} ${String(g.grants.length).padStart(6)}  ${String(denied).padStart(6)}  ${String(c['antispoof'] ?? 0).padStart(7)}`,
       );
     }
   }
@@ -176,7 +195,11 @@ async function flows(values: Map<string, string>, json: boolean): Promise<number
     printErr('sharegw: the daemon does not answer flows (older version?)');
     return 1;
   }
-  print(json ? JSON.stringify(r, null, 2) : formatFlows(r));
+  if (json) {
+    printJson(r);
+  } else {
+    print(formatFlows(r));
+  }
   const k: unknown = r.kernel;
   if (typeof k === 'object' && k !== null && r.kernel?.ok === false) {
     printErr(`sharegw: kernel flows could not be listed: ${r.kernel.error.code}: ${r.kernel.error.message}`);
@@ -230,7 +253,11 @@ async function explainCmd(values: Map<string, string>, flags: Set<string>): Prom
   if (e === null) {
     return 3;
   }
-  print(flags.has('json') ? JSON.stringify(e, null, 2) : formatExplanation(e));
+  if (flags.has('json')) {
+    printJson(e);
+  } else {
+    print(formatExplanation(e));
+  }
   return e.allowed ? 0 : 1;
 }
 
@@ -273,7 +300,7 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
   if (args.flags.has('json')) {
-    print(JSON.stringify(resp.result, null, 2));
+    printJson(resp.result);
   } else if (cmd === 'status') {
     print(human(resp.result as StatusView));
   } else {

@@ -12,6 +12,7 @@ import { EgressRoutes } from '../dataplane/kernel/egress-apply';
 import { checkConfig } from './check';
 import { acquireInstanceLock, EXIT_ALREADY_RUNNING } from '../daemon/instance-lock';
 import type { InstanceLock } from '../daemon/instance-lock';
+import { safeLines } from '../util/safe-text';
 
 const USAGE = `usage: sharegwd [--config FILE] [--check-config | --cleanup [--force]]
   --config FILE    daemon file (default ${DEFAULT_CONFIG})
@@ -27,8 +28,9 @@ Exit status ${EXIT_ALREADY_RUNNING} (SGW_ERR_DAEMON_ALREADY_RUNNING): another sh
   single-instance lock of this network namespace.
 Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT stop (kernel rules are kept by default).`;
 
-const print = (s: string): void => void process.stdout.write(`${s}\n`);
-const printErr = (s: string): void => void process.stderr.write(`${s}\n`);
+// Config problems quote values from the files (tenant ids): escaped.
+const print = (s: string): void => void process.stdout.write(`${safeLines(s)}\n`);
+const printErr = (s: string): void => void process.stderr.write(`${safeLines(s)}\n`);
 
 async function main(argv: string[]): Promise<number> {
   const args = parseArgs(argv, ['check-config', 'cleanup', 'force', 'help', 'version'], ['config']);

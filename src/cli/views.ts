@@ -1,7 +1,12 @@
 import type { FlowRow, FlowsResult } from '../admin/commands';
 import type { Explanation } from '../policy/explain';
+import { safeText } from '../util/safe-text';
 
-/** Human output of `sharegw flows` and `sharegw explain`. Pure. */
+/**
+ * Human output of `sharegw flows` and `sharegw explain`. Pure. Every cell
+ * and line goes through safeText: ids come from tenants, and a terminal
+ * must never get their control characters raw (issue 14).
+ */
 
 /** Bytes in binary units (`1.5 MiB`); `-` when unknown. */
 export function formatBytes(n: number | null): string {
@@ -47,6 +52,11 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
   return [line(headers), ...rows.map(line)];
 }
 
+/** table() over cells made safe first, so widths count what is printed. */
+function safeTable(headers: readonly string[], rows: readonly (readonly string[])[]): string[] {
+  return table(headers, rows.map((r) => r.map(safeText)));
+}
+
 function target(backend: string, port: number): string {
   return backend.includes(':') ? `[${backend}]:${port}` : `${backend}:${port}`;
 }
@@ -64,7 +74,7 @@ export function formatFlows(r: FlowsResult): string {
     formatBytes(f.bytesDown),
     formatAge(f.ageS),
   ]);
-  const lines = table(['GUEST', 'PLANE', 'BACKEND', 'SERVICE', 'GUEST PORT', 'STATE', 'UP', 'DOWN', 'AGE'], rows);
+  const lines = safeTable(['GUEST', 'PLANE', 'BACKEND', 'SERVICE', 'GUEST PORT', 'STATE', 'UP', 'DOWN', 'AGE'], rows);
   lines.push(r.rows.length === 1 ? '1 flow' : `${r.rows.length} flows`);
   if (r.rows.some((f) => f.bytesUp === null || f.bytesDown === null)) {
     lines.push('kernel byte counts need conntrack accounting (sysctl net.netfilter.nf_conntrack_acct=1)');
@@ -74,13 +84,13 @@ export function formatFlows(r: FlowsResult): string {
 
 /** The `sharegw explain` report: the reasoning lines, verdict first. */
 export function formatExplanation(e: Explanation): string {
-  return e.lines.join('\n');
+  return e.lines.map(safeText).join('\n');
 }
 
 /** The `native:` line of `sharegw status`: which implementation each shim uses. */
 export function formatNative(n: { loaded: boolean; reason: string | null; shims: Record<string, string> }): string {
   const shims = Object.entries(n.shims)
-    .map(([k, v]) => `${k}=${v}`)
+    .map(([k, v]) => `${safeText(k)}=${safeText(v)}`)
     .join(' ');
-  return n.loaded ? `native: ${shims}` : `native: ${shims} (${n.reason ?? 'addon not loaded'})`;
+  return n.loaded ? `native: ${shims}` : `native: ${shims} (${safeText(n.reason ?? 'addon not loaded')})`;
 }

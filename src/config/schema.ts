@@ -79,6 +79,18 @@ export const daemonFileSchema = z.strictObject({
     })
     .optional(),
   manila: manilaSchema.optional(),
+  /**
+   * Connection caps that hold in both data planes, so one domain cannot
+   * take a shared backend's every connection (nfs-ganesha allows 1024).
+   */
+  limits: z
+    .strictObject({
+      /** Live connections to one backend address:port, all domains together. */
+      maxConnectionsPerBackend: z.number().int().min(1).max(65535).optional(),
+      /** Live connections of one domain's guests to one backend address:port. */
+      maxConnectionsPerDomainPerBackend: z.number().int().min(1).max(65535).optional(),
+    })
+    .optional(),
   proxy: z
     .strictObject({
       portRange: z.string().optional(),

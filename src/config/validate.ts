@@ -14,6 +14,7 @@ import type { DaemonFile, ManilaFile } from './schema';
 import { findCloud } from './clouds';
 import { Secret } from './secret';
 import { parseYaml } from './yaml-source';
+import { idProblem, safeText } from '../util/safe-text';
 import type { YamlSource } from './yaml-source';
 
 /** A configuration file's name and text, read by the caller. */
@@ -39,6 +40,12 @@ export interface ValidationResult {
 
 const IFACE_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 const DEFAULT_PORT_RANGE = { from: 40000, to: 44999 };
+/**
+ * Defaults of `limits`: below nfs-ganesha's 1024 connections (and samba's
+ * usual process limits), with room left for clients that do not pass
+ * through the gateway; one domain gets at most a quarter of a backend.
+ */
+export const DEFAULT_LIMITS = { maxConnectionsPerBackend: 896, maxConnectionsPerDomainPerBackend: 256 } as const;
 /** Defaults of the daemon's `egress` block (ADR 0011). */
 export const DEFAULT_EGRESS = { tables: { from: 20000, to: 20999 }, rulePriority: 20000 } as const;
 /** Tables the kernel reserves (RFC-less: rt_tables unspec, default, main, local). */
@@ -203,6 +210,10 @@ function checkDaemon(src: YamlSource, out: ConfigProblem[], clouds: SourceText |
       drainTimeoutMs: dur(f.proxy?.drainTimeout, ['proxy', 'drainTimeout'], 10_000),
       maxConnectionsPerGuest: f.proxy?.maxConnectionsPerGuest ?? 256,
     },
+    limits: {
+      maxConnectionsPerBackend: f.limits?.maxConnectionsPerBackend ?? DEFAULT_LIMITS.maxConnectionsPerBackend,
+      maxConnectionsPerDomainPerBackend: f.limits?.maxConnectionsPerDomainPerBackend ?? DEFAULT_LIMITS.maxConnectionsPerDomainPerBackend,
+    },
     manila: f.manila === undefined ? null : checkManila(f.manila, src, out, dur, clouds),
   };
   return out.length === before ? cfg : null;
@@ -248,6 +259,7 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
     if (g === null) {
       return;
     }
+    badId(src, g.instance, [...base, 'instance'], 'instance', out);
     if (!IFACE_RE.test(g.tunnel.interface)) {
       out.push(src.problem([...base, 'tunnel', 'interface'], 'SGW_ERR_CONFIG_BAD_INTERFACE', `"${g.tunnel.interface}" is not a valid interface name (1-15 chars of A-Z a-z 0-9 _ . -)`));
     }
@@ -269,6 +281,10 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
     const s = part(shareSchema, rawShare, src, out, base);
     if (s === null) {
       return;
+    }
+    badId(src, s.id, [...base, 'id'], 'share id', out);
+    if (s.name !== undefined) {
+      badId(src, s.name, [...base, 'name'], 'share name', out);
     }
     const exportLocations: ExportLocation[] = [];
     s.exportLocations.forEach((raw, ei) => {
@@ -403,6 +419,18 @@ function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[
     domain.shareNetwork = f.shareNetwork;
   }
   return { domain, src, guestIndex, shareIndex };
+}
+
+/**
+ * Ids reach terminals (status, explain, flows) and logs: one that a
+ * terminal would act on (ESC sequences, bidi overrides, newlines) or that
+ * is unbounded is refused here, at the edge. The message shows it escaped.
+ */
+function badId(src: YamlSource, value: string, key: (string | number)[], what: string, out: ConfigProblem[]): void {
+  const why = idProblem(value);
+  if (why !== null) {
+    out.push(src.problem(key, 'SGW_ERR_CONFIG_BAD_ID', `${what} "${safeText(value.slice(0, 64))}${value.length > 64 ? '...' : ''}" ${why}`));
+  }
 }
 
 function instanceOf(v: unknown): string | undefined {

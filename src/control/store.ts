@@ -139,6 +139,7 @@ const desiredSchema = z.strictObject({
   guests: z.array(guestSchema),
   egress: z.array(egressSchema).optional(),
   rulePriority: z.number().int().min(1).max(32765).optional(),
+  limits: z.strictObject({ perBackend: z.number().int().min(1).max(65535), perDomainPerBackend: z.number().int().min(1).max(65535) }).optional(),
 }) as unknown as z.ZodType<DesiredState>;
 
 const persistedSchema: z.ZodType<PersistedState> = z.strictObject({

@@ -138,6 +138,12 @@ export interface EgressSettings {
   rulePriority: number;
 }
 
+/** Connection caps enforced by both data planes (`limits:`). */
+export interface LimitSettings {
+  maxConnectionsPerBackend: number;
+  maxConnectionsPerDomainPerBackend: number;
+}
+
 export interface DaemonConfig {
   file: string;
   node: string;
@@ -150,6 +156,8 @@ export interface DaemonConfig {
   logLevel: string;
   keepRulesOnExit: boolean;
   proxy: ProxySettings;
+  /** Absent only in configs built by hand (tests): no per-backend caps then. */
+  limits?: LimitSettings;
   /** Null: shares come from domain files only. */
   manila: ManilaSettings | null;
   egress: EgressSettings;

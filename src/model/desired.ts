@@ -93,6 +93,12 @@ export interface DesiredState {
   egress?: EgressState[];
   /** Priority of the egress policy rules. */
   rulePriority?: number;
+  /**
+   * Connection caps per backend address:port, all domains together and per
+   * domain (both planes enforce them). Absent: no such caps (state files
+   * and hand-built states from before they existed).
+   */
+  limits?: { perBackend: number; perDomainPerBackend: number };
 }
 
 /**

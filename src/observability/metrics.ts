@@ -65,6 +65,8 @@ const HELP: Record<string, string> = {
   sharegw_notify_errors_total: 'Failed systemd notifications, by code',
   sharegw_metrics_errors_total: 'Failed metrics scrapes',
   sharegw_flow_events_errors_total: 'Restarts of the conntrack event stream (kernel-plane access log)',
+  sharegw_connection_cap_refusals_total: 'Connections refused by a connection cap, by scope (guest, domain: limits.maxConnectionsPerDomainPerBackend, backend: limits.maxConnectionsPerBackend) and plane (kernel: read from the rule counters at every sync, scrape and status)',
+  sharegw_manila_records_skipped_total: 'Manila records left out of a sync because they were bad in themselves (an id or name with control characters, or too long), by code',
 };
 
 export class MetricsServer {

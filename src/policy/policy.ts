@@ -168,5 +168,10 @@ export function compileDesired(config: SgwConfig): DesiredState {
   }
   egress.sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : 0));
   // Without egress the desired state keeps its old shape (state files, tests).
-  return egress.length === 0 ? { dataplane: config.daemon.dataplane, guests } : { dataplane: config.daemon.dataplane, guests, egress, rulePriority: config.daemon.egress.rulePriority };
+  const out: DesiredState = egress.length === 0 ? { dataplane: config.daemon.dataplane, guests } : { dataplane: config.daemon.dataplane, guests, egress, rulePriority: config.daemon.egress.rulePriority };
+  const l = config.daemon.limits;
+  if (l !== undefined) {
+    out.limits = { perBackend: l.maxConnectionsPerBackend, perDomainPerBackend: l.maxConnectionsPerDomainPerBackend };
+  }
+  return out;
 }

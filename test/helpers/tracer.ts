@@ -47,6 +47,10 @@ interface Rule {
 
 interface Ctx extends Packet {
   ctDnat: boolean;
+  /** connlimit rules this packet was counted by (raw lines). */
+  counted: string[];
+  /** Live connections a connlimit rule counts (without this one). */
+  countOf: (line: string) => number;
 }
 
 function tokenize(line: string): string[] {
@@ -117,7 +121,7 @@ function parseRule(line: string): Rule {
       }
       case '-m': {
         const mod = v();
-        if (!['tcp', 'udp', 'icmp', 'conntrack', 'comment', 'multiport', 'limit'].includes(mod)) {
+        if (!['tcp', 'udp', 'icmp', 'conntrack', 'comment', 'multiport', 'limit', 'connlimit'].includes(mod)) {
           throw new Error(`tracer: unknown match module ${mod} in: ${line}`);
         }
         break;
@@ -150,6 +154,24 @@ function parseRule(line: string): Rule {
       case '--limit':
         v();
         break;
+      case '--connlimit-above': {
+        // connlimit counts the connections that passed this very rule and
+        // still live, plus the one being opened (xt_connlimit).
+        const above = Number(v());
+        add((p) => {
+          p.counted.push(line);
+          return p.countOf(line) + 1 > above;
+        });
+        break;
+      }
+      case '--connlimit-mask': {
+        if (v() !== '32') {
+          throw new Error(`tracer: only --connlimit-mask 32 is modelled: ${line}`);
+        }
+        break;
+      }
+      case '--connlimit-daddr':
+        break;
       case '--comment':
         comment = v();
         break;
@@ -172,10 +194,16 @@ function parseRule(line: string): Rule {
   return rule;
 }
 
+function connKey(p: Packet): string {
+  return `${p.src}:${p.sport ?? 0}>${p.dst}:${p.dport ?? 0}`;
+}
+
 /** Parsed restore text: per table, the rules of each chain in order. */
 export class Ruleset {
   readonly tables = new Map<string, Map<string, Rule[]>>();
   readonly declared = new Map<string, Set<string>>();
+  /** Per connlimit rule, the live connections it counted (`src:sport>dst:dport`). */
+  private readonly live = new Map<string, Set<string>>();
 
   constructor(text: string) {
     let table = '';
@@ -203,6 +231,14 @@ export class Ruleset {
     }
   }
 
+  /** The connection of `pkt` ended: no connlimit rule counts it any more. */
+  close(pkt: Packet): void {
+    const k = connKey(pkt);
+    for (const set of this.live.values()) {
+      set.delete(k);
+    }
+  }
+
   private run(table: string, chain: string, p: Ctx, depth = 0): Rule | null {
     if (depth > 10) {
       throw new Error('tracer: jump loop');
@@ -221,6 +257,10 @@ export class Ruleset {
       if (r.target === 'RETURN') {
         return null;
       }
+      if (r.target === '') {
+        // A rule without a target only counts (the cap chains' marker).
+        continue;
+      }
       return r;
     }
     return null;
@@ -228,7 +268,7 @@ export class Ruleset {
 
   /** Follows one packet through raw, nat, routing and filter as the kernel would. */
   trace(pkt: Packet, localAddrs: readonly string[]): TraceResult {
-    const p: Ctx = { ...pkt, ctDnat: false };
+    const p: Ctx = { ...pkt, ctDnat: false, counted: [], countOf: (line) => this.live.get(line)?.size ?? 0 };
     const fresh = (p.state ?? 'NEW') === 'NEW';
     const base = (): Pick<TraceResult, 'src' | 'dst' | 'dport'> => ({ src: p.src, dst: p.dst, ...(p.dport === undefined ? {} : { dport: p.dport }) });
     const verdictOf = (r: Rule, where: string, path: TraceResult['path']): TraceResult => {
@@ -267,6 +307,13 @@ export class Ruleset {
     const result: TraceResult = { verdict: 'ACCEPT', where: f === null ? `filter/${hook} (policy)` : `filter/${hook}`, path, ...base() };
     if (f?.comment !== undefined) {
       result.comment = f.comment;
+    }
+    // The connection lives now: every connlimit rule it passed counts it.
+    const conn = connKey(pkt);
+    for (const line of p.counted) {
+      const set = this.live.get(line) ?? new Set<string>();
+      set.add(conn);
+      this.live.set(line, set);
     }
     if (!local && fresh) {
       const post = this.run('nat', 'POSTROUTING', p);

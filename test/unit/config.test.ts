@@ -162,6 +162,7 @@ t.test('the documented daemon file and the shipped acme domain validate cleanly'
       drainTimeoutMs: 10_000,
       maxConnectionsPerGuest: 256,
     },
+    limits: { maxConnectionsPerBackend: 896, maxConnectionsPerDomainPerBackend: 256 },
   });
   t.equal(cfg.domains.length, 1);
   const d = cfg.domains[0];
@@ -219,6 +220,8 @@ t.test('the configuration layer emits exactly the codes these tests cover', asyn
     'SGW_ERR_CONFIG_BAD_CIDR',
     'SGW_ERR_CONFIG_BAD_DURATION',
     'SGW_ERR_CONFIG_BAD_EXPORT',
+    // BAD_ID: safe-text.test.ts.
+    'SGW_ERR_CONFIG_BAD_ID',
     'SGW_ERR_CONFIG_BAD_INTERFACE',
     'SGW_ERR_CONFIG_BAD_IP',
     'SGW_ERR_CONFIG_BAD_PORT_RANGE',
@@ -795,6 +798,7 @@ proxy:
   userTimeout: 2500ms
   drainTimeout: 2m
   maxConnectionsPerGuest: 9
+limits: { maxConnectionsPerBackend: 1000, maxConnectionsPerDomainPerBackend: 40 }
 `;
   const r = validateConfig({ file: '/srv/gw/etc/sharegwd.yaml', text }, [], '/srv/gw/etc/tenants');
   t.same(r.problems, []);
@@ -819,6 +823,7 @@ proxy:
       drainTimeoutMs: 120_000,
       maxConnectionsPerGuest: 9,
     },
+    limits: { maxConnectionsPerBackend: 1000, maxConnectionsPerDomainPerBackend: 40 },
     manila: null,
   });
   t.same(r.config?.domains, [], 'no domain files: no domains');

@@ -51,7 +51,8 @@ t.test('validateConfig() reads egress with and without via and table', async (t)
 
 t.test('compileDesired() keeps the old shape when no domain has egress', async (t) => {
   const r = validate('node: hv1\n', { 'c.yaml': dom('c', '198.18.9.3') });
-  t.same(Object.keys(r.config === null ? {} : compileDesired(r.config)).sort(), ['dataplane', 'guests']);
+  // limits (issue 14) are carried always; egress keys only with egress.
+  t.same(Object.keys(r.config === null ? {} : compileDesired(r.config)).sort(), ['dataplane', 'guests', 'limits']);
 });
 
 t.test('validateConfig() allocates tables deterministically, independent of file order', async (t) => {

@@ -56,6 +56,9 @@ t.test('renderRules() matches the golden text for one guest with one grant', asy
   );
   const text = renderRules({ desired: compileDesired(cfg), existing: EMPTY });
   const h = hashKey('a/i1');
+  const d = hashKey('a');
+  const capd = [`-A SGW-CAPD-${d} -d 198.18.0.100/32 -p tcp -m tcp --dport 445 -m connlimit --connlimit-above 256 --connlimit-mask 32 --connlimit-daddr -m comment --comment "sharegw a cap-domain 198.18.0.100:445" -j REJECT --reject-with tcp-reset`];
+  const capb = ['-A SGW-CAPB -d 198.18.0.100/32 -p tcp -m tcp --dport 445 -m connlimit --connlimit-above 896 --connlimit-mask 32 --connlimit-daddr -m comment --comment "sharegw - cap-backend 198.18.0.100:445" -j REJECT --reject-with tcp-reset'];
   const golden = `*raw
 :SGW-PREROUTING - [0:0]
 -I PREROUTING 1 -m comment --comment "sharegw" -j SGW-PREROUTING
@@ -74,6 +77,14 @@ COMMIT
 :SGW-FORWARD - [0:0]
 :SGW-FWD-${h} - [0:0]
 :SGW-IN-${h} - [0:0]
+:SGW-CAPD-${d} - [0:0]
+:SGW-CAPB - [0:0]
+-A SGW-CAPD-${d} -m comment --comment "sharegw caps ${hashKey(capd.join('\n'), 12)}"
+${capd.join('\n')}
+-A SGW-CAPB -m comment --comment "sharegw caps ${hashKey(capb.join('\n'), 12)}"
+${capb.join('\n')}
+-A SGW-FWD-${h} -p tcp -m conntrack --ctstate NEW -j SGW-CAPD-${d}
+-A SGW-FWD-${h} -p tcp -m conntrack --ctstate NEW -j SGW-CAPB
 -I INPUT 1 -m comment --comment "sharegw" -j SGW-INPUT
 -I FORWARD 1 -m comment --comment "sharegw" -j SGW-FORWARD
 -A SGW-FORWARD -i t1 -m comment --comment "sharegw a/i1" -j SGW-FWD-${h}
@@ -288,10 +299,13 @@ t.test('renderRules() rule count grows linearly with guests and grants', async (
   };
   // 5 jumps; per guest 14 fixed rules (raw: antispoof; nat: PREROUTING jump +
   // POSTROUTING SNAT jump; filter: FORWARD 3, INPUT 1, established 2, ping 1,
-  // deny 2, deny-local 2); one per grant.
-  t.equal(count(1, 1, 1), 5 + 14 + 1);
-  t.equal(count(10, 10, 10), 5 + 100 * 14 + 100 * 10);
-  t.equal(count(20, 5, 3), 5 + 100 * 14 + 100 * 3);
+  // deny 2, deny-local 2); one per grant. Caps: per guest 2 jumps; per
+  // domain a marker and one per backend:port it uses; the backend chain a
+  // marker and one per backend:port in use (here each share its own backend).
+  const caps = (domains: number, guestsPer: number, shares: number): number => 2 * domains * guestsPer + domains * (1 + shares) + 1 + domains * shares;
+  t.equal(count(1, 1, 1), 5 + 14 + 1 + caps(1, 1, 1));
+  t.equal(count(10, 10, 10), 5 + 100 * 14 + 100 * 10 + caps(10, 10, 10));
+  t.equal(count(20, 5, 3), 5 + 100 * 14 + 100 * 3 + caps(20, 5, 3));
 });
 
 t.test('chainName() is stable, prefixed and at most 28 characters', async (t) => {
@@ -331,5 +345,5 @@ COMMIT
 [9:999] -A FORWARD -m comment --comment "sharegw a/i1 deny" -j DROP
 COMMIT
 `);
-  t.same(countersOf(saved), { byGuest: { 'a/i1': { antispoof: 7, deny: 5 } } });
+  t.same(countersOf(saved), { byGuest: { 'a/i1': { antispoof: 7, deny: 5 } }, caps: {} });
 });

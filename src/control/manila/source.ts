@@ -13,6 +13,9 @@ import { ManilaStateFile } from './state';
 import { syncDomain } from './sync';
 import type { FetchedDomain, SyncedDomain } from './sync';
 
+/** Log lines per sync and domain for bad records; the rest are summed up. */
+const BAD_RECORD_LINES = 10;
+
 /**
  * The Manila source: polls Manila for the share networks of this host's
  * domains on a bounded-frequency loop (at least every `interval`, at most
@@ -237,6 +240,7 @@ export class ManilaSource {
           if (prev?.network?.status !== next.network?.status && prev !== undefined) {
             this.log.info({ domain: d.name, shareNetwork: d.shareNetwork, from: prev.network?.status ?? null, to: next.network?.status ?? null }, 'share network status changed');
           }
+          this.reportBadRecords(d.name, prev, next);
           this.synced.set(d.name, next);
           if (this.errors.delete(d.name)) {
             this.log.info({ domain: d.name }, 'Manila sync of domain recovered');
@@ -288,6 +292,31 @@ export class ManilaSource {
       this.opts.onChange();
     }
     return failed === null;
+  }
+
+  /**
+   * Counts and logs the records Manila sent that were bad in themselves
+   * (an id with control characters, say): each new one once, while the
+   * rest of the sync went on without it.
+   */
+  private reportBadRecords(domain: string, prev: SyncedDomain | undefined, next: SyncedDomain): void {
+    const seen = new Set((prev?.skipped ?? []).filter((x) => x.code !== undefined).map((x) => `${x.share} ${x.reason}`));
+    let held = 0;
+    for (const x of next.skipped) {
+      if (x.code === undefined || seen.has(`${x.share} ${x.reason}`)) {
+        continue;
+      }
+      this.opts.counters.inc('sharegw_manila_records_skipped_total', { code: x.code });
+      // A few lines per sync and domain; a hostile project's thousands of
+      // bad shares are counted, and summed up in one more line.
+      held++;
+      if (held <= BAD_RECORD_LINES) {
+        this.log.error({ domain, code: x.code, share: x.share, reason: x.reason }, 'Manila record skipped: bad id; the rest of the sync goes on');
+      }
+    }
+    if (held > BAD_RECORD_LINES) {
+      this.log.error({ domain, code: 'SGW_ERR_MANILA_BAD_ID', more: held - BAD_RECORD_LINES }, `Manila records skipped: ${held - BAD_RECORD_LINES} more in this sync`);
+    }
   }
 
   private async fetch(d: Synced): Promise<FetchedDomain> {

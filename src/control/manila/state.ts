@@ -41,7 +41,7 @@ const syncedDomainSchema = z.object({
     }),
   ),
   flags: z.object({ frozen: z.boolean(), networkError: z.boolean(), missing: z.boolean() }),
-  skipped: z.array(z.object({ share: str, what: str, reason: str })),
+  skipped: z.array(z.object({ share: str, what: str, reason: str, code: str.optional() })),
   fetchedAt: str,
 });
 

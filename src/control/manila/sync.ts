@@ -2,6 +2,7 @@ import type { AccessRule, Domain, Share, SgwConfig } from '../../model/config';
 import { parseExportLocation } from '../../model/export-location';
 import type { ExportLocation, ShareProto } from '../../model/export-location';
 import { parseCidr } from '../../util/ip';
+import { idProblem, safeText } from '../../util/safe-text';
 import type { AccessRuleRecord, ExportLocationRecord, ManilaShare, SecurityService, ShareNetwork } from './schemas';
 
 /**
@@ -69,8 +70,12 @@ export interface SyncedDomain {
     /** The share network does not exist (404): no synced shares. */
     missing: boolean;
   };
-  /** Shares, locations and rules left out, with the reason (status, logs). */
-  skipped: { share: string; what: string; reason: string }[];
+  /**
+   * Shares, locations and rules left out, with the reason (status, logs).
+   * `code` is set when the record itself was bad (not a state on its way),
+   * e.g. SGW_ERR_MANILA_BAD_ID; `share` is then shown escaped.
+   */
+  skipped: { share: string; what: string; reason: string; code?: string }[];
   /** When Manila's answer for this domain was read (ISO 8601). */
   fetchedAt: string;
 }
@@ -144,6 +149,19 @@ function toSyncedShare(f: FetchedDomain['shares'][number], skipped: SyncedDomain
     skipped.push({ share: s.id, what, reason });
     return null;
   };
+  // Ids reach terminals and logs: a share whose id a terminal would act on
+  // (ESC, bidi overrides, newlines) or that is unbounded is left out, alone;
+  // the rest of the sync goes on. The record keeps it escaped and short.
+  const badId = idProblem(s.id);
+  if (badId !== null) {
+    skipped.push({ share: safeText(s.id.slice(0, 64)), what: 'share', reason: `id ${badId}`, code: 'SGW_ERR_MANILA_BAD_ID' });
+    return null;
+  }
+  const badName = s.name === undefined || s.name === null || s.name === '' ? null : idProblem(s.name);
+  if (badName !== null) {
+    skipped.push({ share: s.id, what: 'share', reason: `name ${badName}`, code: 'SGW_ERR_MANILA_BAD_ID' });
+    return null;
+  }
   if (s.status !== 'available') {
     return skip('share', `status ${s.status}`);
   }
@@ -259,6 +277,10 @@ export function mergeSynced(config: SgwConfig, synced: ReadonlyMap<string, Synce
     }
     const extra: Share[] = [];
     for (const s of sd.shares) {
+      // A state file written before ids were checked may still hold one.
+      if (idProblem(s.id) !== null || (s.name !== undefined && idProblem(s.name) !== null)) {
+        continue;
+      }
       if (staticIds.has(s.id)) {
         collisions.push({ domain: d.name, share: s.id });
         continue;

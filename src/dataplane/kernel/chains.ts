@@ -29,6 +29,12 @@ export const ENTRY_CHAINS = [
  */
 export const EGRESS_ENTRY = { table: 'raw', builtin: 'OUTPUT', chain: 'SGW-OUTPUT' } as const;
 
+/** The per-backend connection caps of all domains together (filter). */
+export const CAP_BACKEND_CHAIN = 'SGW-CAPB';
+
+/** Comment of the first rule of a cap chain: `sharegw caps <hash of the chain's rules>`. */
+export const CAP_MARKER = 'sharegw caps';
+
 export type Table = 'raw' | 'nat' | 'filter';
 
 /** Tables we write, in restore order. */
@@ -57,7 +63,7 @@ export function hashKey(key: string, chars = 16): string {
 }
 
 /** `SGW-<KIND>-<hash>`; always at most 28 characters. */
-export function chainName(kind: 'FWD' | 'IN', key: string): string {
+export function chainName(kind: 'FWD' | 'IN' | 'CAPD', key: string): string {
   return `${PREFIX}${kind}-${hashKey(key)}`;
 }
 

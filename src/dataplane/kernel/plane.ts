@@ -20,6 +20,12 @@ export interface ApplyReport {
 export interface KernelCounters {
   /** key: `domain/instance`, value: packets per reason (antispoof, deny, deny-local). */
   byGuest: Record<string, Record<string, number>>;
+  /**
+   * Connections refused by a cap (each a SYN answered with a reset), key
+   * `scope domain backend:port` (scope `domain` or `backend`; domain `-`
+   * for the backend scope).
+   */
+  caps?: Record<string, number>;
 }
 
 /**
@@ -29,7 +35,9 @@ export interface KernelCounters {
  */
 export class KernelRules {
   /** Counts of rules an apply flushed, so totals survive re-applies. */
-  private carried: KernelCounters = { byGuest: {} };
+  private carried: KernelCounters = { byGuest: {}, caps: {} };
+  /** Totals as of the last apply's iptables-save (no extra save needed to read them). */
+  private observedTotal: KernelCounters = { byGuest: {}, caps: {} };
   private lastText = '';
   private lastFingerprint = '';
 
@@ -41,6 +49,10 @@ export class KernelRules {
   async apply(desired: DesiredState, proxyPorts?: ReadonlyMap<string, number>, onlyIfChanged = false): Promise<ApplyReport | null> {
     const t0 = performance.now();
     const existing = parseSave(await saveRuleset(true));
+    const seen: KernelCounters = { byGuest: {}, caps: {} };
+    addCounters(seen, this.carried);
+    addCounters(seen, countersOf(existing));
+    this.observedTotal = seen;
     const text = renderRules(proxyPorts === undefined ? { desired, existing } : { desired, existing, proxyPorts });
     const now = ownedFingerprint(existing, PREFIX);
     const drifted = this.lastFingerprint !== '' && now !== this.lastFingerprint;
@@ -51,10 +63,18 @@ export class KernelRules {
     }
     await restoreRules(text);
     this.lastText = text;
-    addCounters(this.carried, countersOf(existing));
+    // Every chain but a kept cap chain was flushed: carry their counts. A
+    // cap chain the text does not declare kept its rules and counters.
+    const flushed = new Set(text.split('\n').filter((l) => l.startsWith(':')).map((l) => l.slice(1).split(' ')[0] ?? ''));
+    addCounters(this.carried, countersOf(existing, (chain) => !chain.startsWith(CAP_PREFIX) || flushed.has(chain)));
     // What the kernel now holds, in its own spelling: the next sync compares
     // against this to notice edits by other programs (drift).
-    this.lastFingerprint = ownedFingerprint(parseSave(await saveRuleset(false)), PREFIX);
+    const after = parseSave(await saveRuleset(false));
+    this.lastFingerprint = ownedFingerprint(after, PREFIX);
+    // The text the next sync renders for the same state: cap chains that are
+    // now in place are left out of it (renderRules keeps them), so compare
+    // against that, or every change would cost a second restore.
+    this.lastText = renderRules(proxyPorts === undefined ? { desired, existing: after } : { desired, existing: after, proxyPorts });
     return { lines: text.split('\n').length, durationMs: performance.now() - t0, drifted, driftSample };
   }
 
@@ -82,10 +102,18 @@ export class KernelRules {
     return { removed: true, tunnels };
   }
 
+  /**
+   * The counters as the last apply read them (every sync saves the rules
+   * to compare them): cheap, at most one sync interval old.
+   */
+  observed(): KernelCounters {
+    return this.observedTotal;
+  }
+
   /** Denial and anti-spoof counters of our rules, including flushed ones. */
   async counters(): Promise<KernelCounters> {
     const now = countersOf(parseSave(await saveRuleset(true)));
-    const total: KernelCounters = { byGuest: {} };
+    const total: KernelCounters = { byGuest: {}, caps: {} };
     addCounters(total, this.carried);
     addCounters(total, now);
     return total;
@@ -93,6 +121,10 @@ export class KernelRules {
 }
 
 function addCounters(into: KernelCounters, from: KernelCounters): void {
+  for (const [k, n] of Object.entries(from.caps ?? {})) {
+    const caps = (into.caps ??= {});
+    caps[k] = (caps[k] ?? 0) + n;
+  }
   for (const [key, reasons] of Object.entries(from.byGuest)) {
     const g = (into.byGuest[key] ??= {});
     for (const [reason, n] of Object.entries(reasons)) {
@@ -101,12 +133,27 @@ function addCounters(into: KernelCounters, from: KernelCounters): void {
   }
 }
 
-/** Reads per-guest counters off rule comments (`sharegw KEY REASON`). */
-export function countersOf(saved: SavedRuleset): KernelCounters {
+/** Cap chains (SGW-CAPB, SGW-CAPD-*): kept across applies when unchanged. */
+const CAP_PREFIX = 'SGW-CAP';
+
+/**
+ * Reads per-guest counters off rule comments (`sharegw KEY REASON`) and the
+ * cap refusals (`sharegw DOMAIN cap-SCOPE BACKEND:PORT`), of the chains
+ * `include` selects (default: all of ours).
+ */
+export function countersOf(saved: SavedRuleset, include: (chain: string) => boolean = () => true): KernelCounters {
   const byGuest: Record<string, Record<string, number>> = {};
+  const caps: Record<string, number> = {};
     for (const table of saved.values()) {
       table.rules.forEach((rule, i) => {
-        if (!ruleChain(rule).startsWith(PREFIX)) {
+        if (!ruleChain(rule).startsWith(PREFIX) || !include(ruleChain(rule))) {
+          return;
+        }
+        const cap = /--comment "?sharegw (\S+) cap-(domain|backend) (\S+?)"? /.exec(rule);
+        const cc = table.counters[i];
+        if (cap !== null && cc !== null && cc !== undefined) {
+          const k = `${cap[2] ?? ''} ${cap[1] ?? ''} ${cap[3] ?? ''}`;
+          caps[k] = (caps[k] ?? 0) + cc.packets;
           return;
         }
         const m = /--comment "?sharegw (\S+) (antispoof|deny|deny-local)"?/.exec(rule);
@@ -120,7 +167,7 @@ export function countersOf(saved: SavedRuleset): KernelCounters {
         g[reason] = (g[reason] ?? 0) + c.packets;
       });
     }
-  return { byGuest };
+  return { byGuest, caps };
 }
 
 /** A few lines of difference between two fingerprints, for the drift log. */

@@ -1,6 +1,6 @@
 import type { DesiredState, Grant, GuestState } from '../../model/desired';
 import { grantPlane } from '../../policy/policy';
-import { chainName, comment, EGRESS_ENTRY, ENTRY_CHAINS, JUMP_COMMENT, PREFIX, TABLES } from './chains';
+import { CAP_BACKEND_CHAIN, CAP_MARKER, chainName, comment, EGRESS_ENTRY, ENTRY_CHAINS, hashKey, JUMP_COMMENT, PREFIX, TABLES } from './chains';
 import type { Table } from './chains';
 import { ruleChain, ruleTarget, tableOf } from './save-parse';
 import type { SavedRuleset } from './save-parse';
@@ -35,6 +35,31 @@ import type { SavedRuleset } from './save-parse';
  * run replaces our chains' contents atomically; stale chains of removed
  * guests are flushed, then deleted after the rules that referenced them are
  * gone (kube-proxy syncProxyRules does the same).
+ *
+ * Connection caps (limits, issue 14) for the kernel plane's grants:
+ *   filter SGW-FWD-<h>: -p tcp NEW -> SGW-CAPD-<domain>, then -> SGW-CAPB
+ *          SGW-CAPD-<d>: per backend:port of the domain: connlimit above the
+ *                        domain's cap -> REJECT tcp-reset
+ *          SGW-CAPB:     per backend:port: connlimit above the backend cap
+ *                        -> REJECT tcp-reset
+ * Why filter FORWARD and not nat PREROUTING: connlimit groups connections by
+ * the address it sees (--connlimit-daddr, mask 32). Kernel-plane grants are
+ * not DNATed, so in FORWARD the destination is the backend itself, and the
+ * source is still the guest's own address (SNAT to the domain's source IP
+ * comes later, in POSTROUTING). One match instance counts only connections
+ * that passed through it, so the per-domain rule sits in a chain that every
+ * tunnel of that domain (the domain is its set of tunnels) jumps to, and the
+ * per-backend rule in one chain all of them jump to. nat PREROUTING sees
+ * only a flow's first packet and cannot REJECT. connlimit keys by conntrack
+ * zone too, so a domain with its own egress (ADR 0011: its own zone, maybe
+ * its own server behind the same address) is counted apart from the rest.
+ * Only NEW packets enter the cap chains (the count is taken at the SYN).
+ *
+ * A cap chain's counts live in its match instances: flushing the chain
+ * forgets every live connection (measured: after a re-apply, a domain at
+ * its cap could open another full cap). So a cap chain whose rules did not
+ * change is not declared at all (with --noflush it is then left alone); its
+ * first rule carries a hash of its rules to tell (CAP_MARKER).
  */
 
 /** Key of a proxy listener: one per guest, backend and port. */
@@ -71,6 +96,16 @@ export function renderRules(input: RenderInput): string {
     chain(e.table, e.chain);
   }
   const zoneOf = new Map(egress.map((e) => [e.domain, e.table]));
+  const caps = capRules(desired);
+  for (const [name, lines] of caps) {
+    if (!keepsCapChain(existing, name, lines)) {
+      chain('filter', name);
+      rules.filter.push(...lines);
+    } else {
+      // Left as it is: declaring it would flush its counts.
+      wanted.filter.add(name);
+    }
+  }
 
   for (const g of desired.guests) {
     const tag = `sharegw ${g.key}`;
@@ -98,6 +133,11 @@ export function renderRules(input: RenderInput): string {
     // once (revocation of live flows). Only ICMP errors and the like are let
     // through by state.
     rules.filter.push(`-A ${fwd} -m conntrack --ctstate RELATED -j ACCEPT`);
+    const capd = chainName('CAPD', g.domain);
+    if (caps.has(capd)) {
+      rules.filter.push(`-A ${fwd} -p tcp -m conntrack --ctstate NEW -j ${capd}`);
+      rules.filter.push(`-A ${fwd} -p tcp -m conntrack --ctstate NEW -j ${CAP_BACKEND_CHAIN}`);
+    }
     rules.filter.push(`-A ${inp} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`);
     rules.filter.push(`-A ${inp} -p icmp -m icmp --icmp-type 8 -m limit --limit 10/sec -j ACCEPT`);
 
@@ -140,6 +180,75 @@ export function renderRules(input: RenderInput): string {
     out = out.concat(`*${t}`, decl[t], stale.map((c) => `:${c} - [0:0]`), jumpRepairs(t, have.rules, egress.length > 0), rules[t], stale.map((c) => `-X ${c}`), 'COMMIT');
   }
   return `${out.join('\n')}\n`;
+}
+
+/**
+ * The cap chains of the kernel plane's grants, by name, each with its rules
+ * (marker first). Empty without limits or without kernel-plane grants.
+ * The proxy counts its own sessions (dataplane/proxy/plane.ts).
+ */
+export function capRules(desired: DesiredState): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const l = desired.limits;
+  if (l === undefined) {
+    return out;
+  }
+  const byDomain = new Map<string, Set<string>>();
+  const all = new Set<string>();
+  for (const g of desired.guests) {
+    for (const gr of g.grants) {
+      if (grantPlane(desired.dataplane, gr) !== 'kernel') {
+        continue;
+      }
+      const k = `${gr.backend}:${gr.port}`;
+      all.add(k);
+      const set = byDomain.get(g.domain) ?? new Set<string>();
+      set.add(k);
+      byDomain.set(g.domain, set);
+    }
+  }
+  if (all.size === 0) {
+    return out;
+  }
+  const sorted = (xs: Set<string>): string[] => [...xs].sort(byBackendPort);
+  const cap = (name: string, k: string, above: number, tag: string): string => {
+    const i = k.lastIndexOf(':');
+    return `-A ${name} -d ${k.slice(0, i)}/32 -p tcp -m tcp --dport ${k.slice(i + 1)} -m connlimit --connlimit-above ${above} --connlimit-mask 32 --connlimit-daddr ${comment(`${tag} ${k}`)} -j REJECT --reject-with tcp-reset`;
+  };
+  const withMarker = (name: string, lines: string[]): string[] => [`-A ${name} ${comment(`${CAP_MARKER} ${hashKey(lines.join('\n'), 12)}`)}`, ...lines];
+  for (const [domain, set] of [...byDomain].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const name = chainName('CAPD', domain);
+    out.set(name, withMarker(name, sorted(set).map((k) => cap(name, k, l.perDomainPerBackend, `sharegw ${domain} cap-domain`))));
+  }
+  out.set(CAP_BACKEND_CHAIN, withMarker(CAP_BACKEND_CHAIN, sorted(all).map((k) => cap(CAP_BACKEND_CHAIN, k, l.perBackend, 'sharegw - cap-backend'))));
+  return out;
+}
+
+function byBackendPort(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * The kernel holds this cap chain with these rules: its marker (the hash
+ * of the rules), as many rules, and each rule's comment and cap where
+ * iptables-save prints them, so the chain can stay as it is with the
+ * connections it counts. A chain another program edited is rewritten.
+ */
+function keepsCapChain(existing: SavedRuleset, name: string, lines: readonly string[]): boolean {
+  const have = tableOf(existing, 'filter');
+  if (!have.chains.has(name)) {
+    return false;
+  }
+  const ours = have.rules.filter((r) => ruleChain(r) === name);
+  if (ours.length !== lines.length) {
+    return false;
+  }
+  return lines.every((l, i) => {
+    const r = ours[i] ?? '';
+    const c = /--comment "([^"]*)"/.exec(l)?.[1] ?? '';
+    const above = / --connlimit-above \d+ /.exec(l)?.[0];
+    return r.includes(`"${c}"`) && (above === undefined || (r.includes(above) && r.includes(' -j REJECT')));
+  });
 }
 
 function renderProxyGrants(g: GuestState, grants: readonly Grant[], ports: ReadonlyMap<string, number> | undefined, rules: Lines, inp: string): void {

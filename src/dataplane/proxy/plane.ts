@@ -12,6 +12,18 @@ import type { Grant } from '../../model/desired';
 import { sharedSourceIps } from '../../model/desired';
 import { Session } from './session';
 import type { CloseReason } from './session';
+import { LogRateLimiter, suppressedText } from '../../util/log-rate';
+
+/** Where a refused connection's cap applies (sharegw_connection_cap_refusals_total{scope}). */
+export type CapScope = 'guest' | 'domain' | 'backend';
+
+/** One backend's cap use, as status shows it. */
+export interface CapUse {
+  /** `address:port` (and `%iface` for a domain's own egress). */
+  backend: string;
+  inUse: number;
+  domains: { domain: string; inUse: number }[];
+}
 
 /** One listener: the port identifies guest, backend and port (no SO_ORIGINAL_DST needed). */
 interface Listener {
@@ -51,7 +63,16 @@ export class ProxyPlane {
   private readonly avoid = new Set<number>();
   private readonly sessions = new Set<Session>();
   private readonly perGuest = new Map<string, number>();
-  private readonly meta = new WeakMap<Session, { guestKey: string; domain: string; backend: string; port: number; service: string; shares: string[] }>();
+  /** Live sessions per backend key and per `domain|backend key` (limits). */
+  private readonly perBackend = new Map<string, number>();
+  private readonly perDomainBackend = new Map<string, number>();
+  private limits: DesiredState['limits'];
+  /** Cap refusals by `scope|domain|backend key`; pruned to the current grants at each open(). */
+  private readonly capRefused = new Map<string, number>();
+  /** Refusal log lines: the first per domain and reason, then a count (issue 14). */
+  private readonly refusalLog = new LogRateLimiter(60_000, 1024);
+  private refusalTimer: NodeJS.Timeout | null = null;
+  private readonly meta = new WeakMap<Session, { guestKey: string; domain: string; backend: string; port: number; backendKey: string; service: string; shares: string[] }>();
   /** The access log: a child logger whose records carry log: "access". */
   private readonly access: Logger;
   private guests = new Map<string, GuestState>();
@@ -115,6 +136,8 @@ export class ProxyPlane {
   async open(desired: DesiredState): Promise<Map<string, number>> {
     this.guests = new Map(desired.guests.map((g) => [g.key, g]));
     this.egress = egressByDomain(desired);
+    this.limits = desired.limits;
+    this.pruneCapRefusals(desired);
     const active = this.listening(desired);
     for (const g of desired.guests) {
       for (const gr of g.grants) {
@@ -222,11 +245,98 @@ export class ProxyPlane {
     });
   }
 
-  private deny(sock: net.Socket, guest: string, reason: string): void {
+  private deny(sock: net.Socket, guest: string, reason: string, extra: Record<string, unknown> = {}): void {
     this.counters.inc('sharegw_proxy_denied_total', { reason });
-    this.log.info({ guest, reason, from: `${sock.remoteAddress ?? '?'}:${sock.remotePort ?? 0}` }, 'proxy connection denied');
+    // A guest retrying in a loop must not flood the log: the first refusal
+    // per domain and reason is logged, the rest are counted into one line.
+    const domain = guest.split('/')[0] ?? '?';
+    const hit = this.refusalLog.hit(`${domain} ${reason}`, Date.now());
+    if (hit !== null) {
+      this.log.info({ guest, reason, ...extra, from: `${sock.remoteAddress ?? '?'}:${sock.remotePort ?? 0}`, ...(hit.suppressed > 0 ? { suppressed: hit.suppressed } : {}) }, hit.suppressed > 0 ? `proxy connection denied (and ${suppressedText(hit.suppressed, hit.windowMs)})` : 'proxy connection denied');
+      this.scheduleRefusalSummary();
+    }
     sock.on('error', () => undefined);
     sock.resetAndDestroy();
+  }
+
+  /** Logs the counts of refusal windows that ended without another refusal. */
+  private scheduleRefusalSummary(): void {
+    if (this.refusalTimer !== null) {
+      return;
+    }
+    this.refusalTimer = setTimeout(() => {
+      this.refusalTimer = null;
+      const ended = this.refusalLog.drain(Date.now());
+      for (const e of ended) {
+        const [domain, reason] = e.key.split(' ');
+        this.log.info({ domain, reason, suppressed: e.suppressed }, `proxy connections denied: ${suppressedText(e.suppressed, e.windowMs)}`);
+      }
+      if (this.refusalLog.size > 0) {
+        this.scheduleRefusalSummary();
+      }
+    }, 60_000);
+    this.refusalTimer.unref();
+  }
+
+  /** Forgets refusal counts of domains and backends no grant has any more (bounded map). */
+  private pruneCapRefusals(desired: DesiredState): void {
+    const keep = new Set<string>();
+    for (const g of desired.guests) {
+      const eg = this.egress.get(g.domain);
+      for (const gr of g.grants) {
+        const bk = `${gr.backend}:${gr.port}${eg === undefined ? '' : `%${eg.iface}`}`;
+        keep.add(`domain|${g.domain}|${bk}`);
+        keep.add(`backend|-|${bk}`);
+      }
+    }
+    for (const k of [...this.capRefused.keys()]) {
+      if (!keep.has(k)) {
+        this.capRefused.delete(k);
+      }
+    }
+  }
+
+  /** The cap a new session of `domain` to `backendKey` would exceed, or null. */
+  private capExceeded(domain: string, backendKey: string): { scope: CapScope; cap: number; inUse: number } | null {
+    const l = this.limits;
+    if (l === undefined) {
+      return null;
+    }
+    const d = this.perDomainBackend.get(`${domain}|${backendKey}`) ?? 0;
+    if (d >= l.perDomainPerBackend) {
+      return { scope: 'domain', cap: l.perDomainPerBackend, inUse: d };
+    }
+    const b = this.perBackend.get(backendKey) ?? 0;
+    if (b >= l.perBackend) {
+      return { scope: 'backend', cap: l.perBackend, inUse: b };
+    }
+    return null;
+  }
+
+  /** Cap refusals so far by scope, domain (`-` for the backend scope) and backend, for status. */
+  capRefusals(): { scope: 'domain' | 'backend'; domain: string; backend: string; refused: number }[] {
+    return [...this.capRefused].map(([k, refused]) => {
+      const [scope = '', domain = '', backend = ''] = k.split('|');
+      return { scope: scope === 'domain' ? 'domain' : 'backend', domain, backend, refused };
+    });
+  }
+
+  /** Live sessions per backend and per domain on it, for status. */
+  capUse(): CapUse[] {
+    const out = new Map<string, CapUse>();
+    for (const [k, n] of this.perBackend) {
+      if (n > 0) {
+        out.set(k, { backend: k, inUse: n, domains: [] });
+      }
+    }
+    for (const [k, n] of this.perDomainBackend) {
+      const i = k.indexOf('|');
+      const u = out.get(k.slice(i + 1));
+      if (u !== undefined && n > 0) {
+        u.domains.push({ domain: k.slice(0, i), inUse: n });
+      }
+    }
+    return [...out.values()].sort((a, b) => (a.backend < b.backend ? -1 : 1));
   }
 
   private accept(l: Listener, sock: net.Socket): void {
@@ -250,13 +360,29 @@ export class ProxyPlane {
     }
     const n = this.perGuest.get(g.key) ?? 0;
     if (n >= this.settings.maxConnectionsPerGuest) {
+      this.counters.inc('sharegw_connection_cap_refusals_total', { scope: 'guest', plane: 'proxy' });
       this.deny(sock, g.key, 'connection-limit');
       return;
     }
+    const egress = this.egress.get(g.domain);
+    // A domain with its own egress may reach another server behind the
+    // same address (ADR 0011): its backends are counted apart, as the
+    // kernel's connlimit does by conntrack zone.
+    const backendKey = `${l.backend}:${l.port}${egress === undefined ? '' : `%${egress.iface}`}`;
+    const over = this.capExceeded(g.domain, backendKey);
+    if (over !== null) {
+      this.counters.inc('sharegw_connection_cap_refusals_total', { scope: over.scope, plane: 'proxy' });
+      const rk = `${over.scope}|${over.scope === 'domain' ? g.domain : '-'}|${backendKey}`;
+      this.capRefused.set(rk, (this.capRefused.get(rk) ?? 0) + 1);
+      this.deny(sock, g.key, over.scope === 'domain' ? 'domain-backend-cap' : 'backend-cap', { backend: backendKey, cap: over.cap, inUse: over.inUse });
+      return;
+    }
     this.perGuest.set(g.key, n + 1);
+    this.perBackend.set(backendKey, (this.perBackend.get(backendKey) ?? 0) + 1);
+    const dk = `${g.domain}|${backendKey}`;
+    this.perDomainBackend.set(dk, (this.perDomainBackend.get(dk) ?? 0) + 1);
     this.counters.inc('sharegw_proxy_connections_total', { domain: g.domain });
     const grant = g.grants.find((gr) => gr.backend === l.backend && gr.port === l.port);
-    const egress = this.egress.get(g.domain);
     const tf = transformFor(grant, () => this.guests.get(g.key)?.grants.find((gr) => gr.backend === l.backend && gr.port === l.port)?.nfs?.exports ?? []);
     const s = new Session(
       sock,
@@ -276,7 +402,7 @@ export class ProxyPlane {
       (ended, reason) => this.ended(ended, reason),
     );
     this.sessions.add(s);
-    this.meta.set(s, { guestKey: g.key, domain: g.domain, backend: l.backend, port: l.port, service: grant?.service ?? '?', shares: grant?.shares.map((x) => x.id) ?? [] });
+    this.meta.set(s, { guestKey: g.key, domain: g.domain, backend: l.backend, port: l.port, backendKey, service: grant?.service ?? '?', shares: grant?.shares.map((x) => x.id) ?? [] });
     // Access log: one record per flow open and close (ids and addresses, never secrets).
     this.access.info(
       { event: 'open', plane: 'proxy', domain: g.domain, guest: g.key, guestPort: sock.remotePort, backend: l.backend, port: l.port, service: grant?.service, shares: grant?.shares.map((x) => x.id) },
@@ -300,6 +426,8 @@ export class ProxyPlane {
     const m = this.meta.get(s);
     if (m !== undefined) {
       this.perGuest.set(m.guestKey, Math.max(0, (this.perGuest.get(m.guestKey) ?? 1) - 1));
+      decrement(this.perBackend, m.backendKey);
+      decrement(this.perDomainBackend, `${m.domain}|${m.backendKey}`);
     }
     const b = s.bytes();
     const domain = m?.domain ?? '?';
@@ -374,6 +502,10 @@ export class ProxyPlane {
   /** Stops accepting, lets flows drain up to `drainMs`, then resets the rest. */
   async close(drainMs: number): Promise<void> {
     this.closing = true;
+    if (this.refusalTimer !== null) {
+      clearTimeout(this.refusalTimer);
+      this.refusalTimer = null;
+    }
     await Promise.all([...this.listeners.values()].map((l) => this.closeListener(l)));
     const deadline = Date.now() + drainMs;
     while (this.sessions.size > 0 && Date.now() < deadline) {
@@ -413,6 +545,16 @@ function transformFor(grant: Grant | undefined, liveExports: () => readonly stri
     };
   }
   return {};
+}
+
+/** One less live session under `key`; the entry goes at zero (bounded maps). */
+function decrement(m: Map<string, number>, key: string): void {
+  const n = (m.get(key) ?? 1) - 1;
+  if (n <= 0) {
+    m.delete(key);
+  } else {
+    m.set(key, n);
+  }
 }
 
 /** The egress of each domain that has one (ADR 0011), as sessions need it. */
