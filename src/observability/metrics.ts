@@ -24,6 +24,8 @@ export interface MetricsSnapshot {
   /** Unix seconds of the last successful sync, or null. */
   lastSyncSuccess: number | null;
   lastSyncOk: boolean | null;
+  /** Bytes the proxy's sessions hold (queued answers, held records, socket buffers), against proxy.memoryBudget. */
+  proxyBufferedBytes?: number;
 }
 
 export interface Health {
@@ -65,6 +67,8 @@ const HELP: Record<string, string> = {
   sharegw_notify_errors_total: 'Failed systemd notifications, by code',
   sharegw_metrics_errors_total: 'Failed metrics scrapes',
   sharegw_flow_events_errors_total: 'Restarts of the conntrack event stream (kernel-plane access log)',
+  sharegw_proxy_budget_pauses_total: 'Times a protocol-aware session stopped reading its guest because it held more than proxy.connectionBudget',
+  sharegw_proxy_shed_total: 'Load shed because the proxy held more than proxy.memoryBudget, by reason (paused: a large session\'s guest no longer read; refused: a new connection closed at once)',
 };
 
 export class MetricsServer {
@@ -127,6 +131,14 @@ export class MetricsServer {
       registers: r,
       collect() {
         this.set(snap()?.lastSyncSuccess ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'sharegw_proxy_buffered_bytes',
+      help: 'Bytes the proxy\'s sessions hold now (queued gateway answers, held records, socket buffers), accounted against proxy.memoryBudget',
+      registers: r,
+      collect() {
+        this.set(snap()?.proxyBufferedBytes ?? 0);
       },
     });
     new Gauge({

@@ -21,6 +21,14 @@ export interface Relay {
   answered?: { reason: string; detail: string }[];
 }
 
+/**
+ * What one Buffer costs beyond its bytes (its object and the backing
+ * store's bookkeeping), added per buffer by StreamTransform.buffered():
+ * the gateway's own answers are small and many, so their number weighs as
+ * much as their length in a memory budget.
+ */
+export const BUFFER_OVERHEAD = 160;
+
 /** One direction of a session: the bytes the guest sends, or those the backend sends. */
 export type Direction = 'fromGuest' | 'fromBackend';
 
@@ -41,4 +49,11 @@ export interface StreamTransform {
    * held for a record boundary).
    */
   passed?(dir: Direction, n: number): Relay;
+  /**
+   * Bytes the transform holds now: the gateway's answers queued for a
+   * reply boundary and records or heads held for a decision or rewrite,
+   * each buffer counted with BUFFER_OVERHEAD. The session budgets memory
+   * with it. Optional: a transform without it holds nothing unbounded.
+   */
+  buffered?(): number;
 }
