@@ -17,7 +17,9 @@ import type { Session } from '../../src/dataplane/proxy/session';
 import type { DesiredState } from '../../src/model/desired';
 import { Counters } from '../../src/observability/counters';
 import { createLogger } from '../../src/observability/logger';
+import { BUFFER_OVERHEAD } from '../../src/protocols/relay';
 import { RpcStream } from '../../src/protocols/rpc-stream';
+import { SmbStream } from '../../src/protocols/smb-stream';
 
 const LAST = 0x80000000;
 
@@ -155,6 +157,32 @@ t.test('Session: without a connection budget the same flood is held in the trans
   await until('the flood is read', () => s.bytes().up >= flood.length);
   t.ok(s.heldBytes() > 20_000 * 36, `every answer is queued (${s.heldBytes()} bytes held)`);
   t.equal(s.budgetPauses, 0);
+});
+
+t.test('RpcStream.buffered() counts the answers queued behind a reply mid-record, each with its overhead, until the boundary', async (t) => {
+  const st = roPolicy();
+  t.equal(st.buffered(), 0);
+  const fwd = st.fromGuest(call3(1, 1, Buffer.from([0, 0, 0, 32, ...Buffer.alloc(32, 7)])));
+  t.equal(fwd.toBackend.length > 0, true, 'GETATTR goes on');
+  const head = Buffer.alloc(4 + 100);
+  head.writeUInt32BE((LAST | 1000) >>> 0, 0);
+  st.fromBackend(head);
+  const r = st.fromGuest(writes(10, 10));
+  t.equal(r.answered?.length, 10, 'ten WRITEs answered ROFS');
+  t.same(r.toGuest, [], 'none sent: the reply is mid-record');
+  const one = st.buffered() / 10;
+  t.ok(one > BUFFER_OVERHEAD && one < BUFFER_OVERHEAD + 100, `each queued answer counts its bytes and ${BUFFER_OVERHEAD} more (${one})`);
+  const rest = st.fromBackend(Buffer.alloc(900));
+  t.equal(rest.toGuest.length, 11, 'the rest of the reply, then the ten answers');
+  t.equal(st.buffered(), 0, 'nothing held after the boundary');
+});
+
+t.test('SmbStream.buffered() is 0 between frames and counts a head held for its decision', async (t) => {
+  const st = new SmbStream({ minDialect: 0x0300, encryptionRequired: false, shares: new Set(['acme']) });
+  t.equal(st.buffered(), 0);
+  // A direct-TCP header announcing 100 bytes, then the protocol id: held until decided.
+  st.fromGuest(Buffer.from([0, 0, 0, 100, 0xfe]));
+  t.ok(st.buffered() >= 5, `held (${st.buffered()})`);
 });
 
 /** A consumer that records what the budget asked of it. */
