@@ -22,12 +22,14 @@ export interface Relay {
 }
 
 /**
- * What one Buffer costs beyond its bytes (its object and the backing
- * store's bookkeeping), added per buffer by StreamTransform.buffered():
- * the gateway's own answers are small and many, so their number weighs as
- * much as their length in a memory budget.
+ * What one Buffer costs beyond its bytes (its object, the pool slice or
+ * backing store, the heap's slack), added per buffer by
+ * StreamTransform.buffered(): the gateway's own answers are small and
+ * many, so their number weighs more than their length in a memory budget.
+ * Measured on Node 20: 200,000 queued 40-byte NFS answers took 459 bytes
+ * of RSS each (251 of them on the V8 heap).
  */
-export const BUFFER_OVERHEAD = 160;
+export const BUFFER_OVERHEAD = 420;
 
 /** One direction of a session: the bytes the guest sends, or those the backend sends. */
 export type Direction = 'fromGuest' | 'fromBackend';
