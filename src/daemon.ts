@@ -250,6 +250,7 @@ export class Daemon {
       denied,
       lastSyncSuccess: this.lastSyncSuccessAt,
       lastSyncOk: this.lastSync?.ok ?? null,
+      proxyBufferedBytes: this.proxy.bufferedBytes(),
     };
   }
 

@@ -100,6 +100,10 @@ export const daemonFileSchema = z.strictObject({
       userTimeout: duration.optional(),
       drainTimeout: duration.optional(),
       maxConnectionsPerGuest: z.number().int().min(1).max(65535).optional(),
+      /** Bytes one protocol-aware connection may hold before its guest is no longer read (e.g. 4MiB). */
+      connectionBudget: z.union([z.string(), z.number()]).optional(),
+      /** Bytes all proxied connections may hold together before load is shed (e.g. 512MiB). */
+      memoryBudget: z.union([z.string(), z.number()]).optional(),
     })
     .optional(),
 });

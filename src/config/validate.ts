@@ -9,6 +9,7 @@ import type { ExportLocation } from '../model/export-location';
 import { parseCidr, parseIp } from '../util/ip';
 import type { Ip } from '../util/ip';
 import { parseDuration } from './duration';
+import { parseSize } from './size';
 import { accessRuleSchema, daemonFileSchema, domainTopSchema, guestSchema, shareSchema } from './schema';
 import type { DaemonFile, ManilaFile } from './schema';
 import { findCloud } from './clouds';
@@ -188,6 +189,7 @@ function checkDaemon(src: YamlSource, out: ConfigProblem[], clouds: SourceText |
       out.push(src.problem(['metrics'], 'SGW_ERR_CONFIG_BAD_ADDRESS', `"${f.metrics}" is not HOST:PORT (an IP address or localhost, port 1-65535)`));
     }
   }
+  const budgets = proxyBudgets(f.proxy?.connectionBudget, f.proxy?.memoryBudget, src, out);
   const dir = path.dirname(src.file);
   const cfg: DaemonConfig = {
     file: src.file,
@@ -209,6 +211,7 @@ function checkDaemon(src: YamlSource, out: ConfigProblem[], clouds: SourceText |
       userTimeoutMs: dur(f.proxy?.userTimeout, ['proxy', 'userTimeout'], 20_000),
       drainTimeoutMs: dur(f.proxy?.drainTimeout, ['proxy', 'drainTimeout'], 10_000),
       maxConnectionsPerGuest: f.proxy?.maxConnectionsPerGuest ?? 256,
+      ...budgets,
     },
     limits: {
       maxConnectionsPerBackend: f.limits?.maxConnectionsPerBackend ?? DEFAULT_LIMITS.maxConnectionsPerBackend,
@@ -217,6 +220,36 @@ function checkDaemon(src: YamlSource, out: ConfigProblem[], clouds: SourceText |
     manila: f.manila === undefined ? null : checkManila(f.manila, src, out, dur, clouds),
   };
   return out.length === before ? cfg : null;
+}
+
+/** Default and bounds of proxy.connectionBudget and proxy.memoryBudget (README). */
+export const PROXY_BUDGETS = {
+  connection: { dflt: 4 * 1024 ** 2, min: 64 * 1024, max: 1024 ** 3 },
+  memory: { dflt: 512 * 1024 ** 2, min: 1024 ** 2, max: 64 * 1024 ** 3 },
+} as const;
+
+/**
+ * proxy.connectionBudget and proxy.memoryBudget: sizes within their bounds,
+ * and the global budget no smaller than one connection's.
+ */
+function proxyBudgets(conn: string | number | undefined, mem: string | number | undefined, src: YamlSource, out: ConfigProblem[]): { connectionBudget: number; memoryBudget: number } {
+  const size = (v: string | number | undefined, key: string, b: { dflt: number; min: number; max: number }): number => {
+    if (v === undefined) {
+      return b.dflt;
+    }
+    const n = parseSize(v);
+    if (n === null || n < b.min || n > b.max) {
+      out.push(src.problem(['proxy', key], 'SGW_ERR_CONFIG_BAD_SIZE', `"${String(v)}" is not a size like 512KiB, 4MiB, 1GiB within ${b.min}-${b.max} bytes`));
+      return b.dflt;
+    }
+    return n;
+  };
+  const connectionBudget = size(conn, 'connectionBudget', PROXY_BUDGETS.connection);
+  const memoryBudget = size(mem, 'memoryBudget', PROXY_BUDGETS.memory);
+  if (memoryBudget < connectionBudget) {
+    out.push(src.problem(['proxy', 'memoryBudget'], 'SGW_ERR_CONFIG_BAD_SIZE', `must not be smaller than proxy.connectionBudget (${connectionBudget} bytes)`));
+  }
+  return { connectionBudget, memoryBudget };
 }
 
 function checkDomain(src: YamlSource, out: ConfigProblem[], warn: ConfigProblem[]): Checked | null {

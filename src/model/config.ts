@@ -95,6 +95,10 @@ export interface ProxySettings {
   userTimeoutMs: number;
   drainTimeoutMs: number;
   maxConnectionsPerGuest: number;
+  /** Bytes one protocol-aware connection may hold (queued answers, held replies, socket buffers) before its guest is no longer read. */
+  connectionBudget: number;
+  /** Bytes all proxied connections may hold together before the proxy sheds load. */
+  memoryBudget: number;
 }
 
 /** How the control module authenticates to Keystone (or not, in labs). */

@@ -24,6 +24,8 @@ export interface MetricsSnapshot {
   /** Unix seconds of the last successful sync, or null. */
   lastSyncSuccess: number | null;
   lastSyncOk: boolean | null;
+  /** Bytes the proxy's sessions hold (queued answers, held records, socket buffers), against proxy.memoryBudget. */
+  proxyBufferedBytes?: number;
 }
 
 export interface Health {
@@ -67,6 +69,8 @@ const HELP: Record<string, string> = {
   sharegw_flow_events_errors_total: 'Restarts of the conntrack event stream (kernel-plane access log)',
   sharegw_connection_cap_refusals_total: 'Connections refused by a connection cap, by scope (guest, domain: limits.maxConnectionsPerDomainPerBackend, backend: limits.maxConnectionsPerBackend) and plane (kernel: read from the rule counters at every sync, scrape and status)',
   sharegw_manila_records_skipped_total: 'Manila records left out of a sync because they were bad in themselves (an id or name with control characters, or too long), by code',
+  sharegw_proxy_budget_pauses_total: 'Times a protocol-aware session stopped reading its guest because it held more than proxy.connectionBudget',
+  sharegw_proxy_shed_total: 'Load shed because the proxy held more than proxy.memoryBudget, by reason (paused: a large session\'s guest no longer read; refused: a new connection closed at once)',
 };
 
 export class MetricsServer {
@@ -129,6 +133,14 @@ export class MetricsServer {
       registers: r,
       collect() {
         this.set(snap()?.lastSyncSuccess ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'sharegw_proxy_buffered_bytes',
+      help: 'Bytes the proxy\'s sessions hold now (queued gateway answers, held records, socket buffers), accounted against proxy.memoryBudget',
+      registers: r,
+      collect() {
+        this.set(snap()?.proxyBufferedBytes ?? 0);
       },
     });
     new Gauge({

@@ -20,6 +20,7 @@ import { mapCompound4, mapReply3 } from './nfs-ids';
 import type { IdMap } from './nfs-ids';
 import { judgeCall } from './nfs-policy';
 import type { NfsPolicy, SequenceOnly } from './nfs-policy';
+import { BUFFER_OVERHEAD } from './relay';
 import type { Direction, Refusal, Relay, StreamTransform } from './relay';
 import { OP_SEQUENCE } from './nfs4';
 import { decodeCall, decodeReply, LAST_FRAGMENT, PROG_NFS, RPC_HEAD_MAX, RPC_MAX_FRAGMENT } from './rpc';
@@ -99,6 +100,15 @@ export class RpcStream implements StreamTransform {
   constructor(private readonly policy: NfsPolicy) {
     const id = policy.identity;
     this.idMap = id?.idOffset == null ? null : { offset: id.idOffset, anonUid: id.anonUid, anonGid: id.anonGid };
+  }
+
+  /** The gateway's answers waiting for a reply boundary, and the reply record held whole. */
+  buffered(): number {
+    let n = this.replyLen + this.reply.length * BUFFER_OVERHEAD;
+    for (const b of this.inject) {
+      n += b.length + BUFFER_OVERHEAD;
+    }
+    return n;
   }
 
   /** Bytes from the guest. */

@@ -21,6 +21,7 @@ import { ProtocolError } from '../errors';
 import { Framer } from './framer';
 import { SmbInspector } from './smb-policy';
 import type { SmbPolicy, SmbRefusal, Verdict } from './smb-policy';
+import { BUFFER_OVERHEAD } from './relay';
 import type { Relay, StreamTransform } from './relay';
 import { decodeHeader, SMB2_HEADER, SMB_HEAD_MAX, smbFramerSpec } from './smb2';
 
@@ -90,6 +91,14 @@ export class SmbWalker {
   /** True between frames, with nothing held. */
   get idle(): boolean {
     return this.step === Step.Prefix && this.prefixHave === 0;
+  }
+
+  /** Bytes held while a command's head waits for its decision (at most SMB_HEAD_MAX and a prefix). */
+  get heldBytes(): number {
+    if (this.step !== Step.Head) {
+      return 0;
+    }
+    return this.head.length + BUFFER_OVERHEAD + (this.heldPrefix === null ? 0 : this.heldPrefix.length + BUFFER_OVERHEAD);
   }
 
   push(chunk: Buffer): WalkResult {
@@ -280,6 +289,11 @@ export class SmbStream implements StreamTransform {
 
   get downDone(): boolean {
     return this.inspector.downDone;
+  }
+
+  /** SMB queues no answers of its own: only the head being decided is held. */
+  buffered(): number {
+    return this.walker.heldBytes;
   }
 
   /**

@@ -161,6 +161,8 @@ t.test('the documented daemon file and the shipped acme domain validate cleanly'
       userTimeoutMs: 20_000,
       drainTimeoutMs: 10_000,
       maxConnectionsPerGuest: 256,
+      connectionBudget: 4 * 1024 * 1024,
+      memoryBudget: 512 * 1024 * 1024,
     },
     limits: { maxConnectionsPerBackend: 896, maxConnectionsPerDomainPerBackend: 256 },
   });
@@ -225,6 +227,7 @@ t.test('the configuration layer emits exactly the codes these tests cover', asyn
     'SGW_ERR_CONFIG_BAD_INTERFACE',
     'SGW_ERR_CONFIG_BAD_IP',
     'SGW_ERR_CONFIG_BAD_PORT_RANGE',
+    'SGW_ERR_CONFIG_BAD_SIZE',
     // BAD_TABLE, BAD_TABLE_RANGE, NO_TABLE, SHARED_BACKEND: egress-config.test.ts.
     'SGW_ERR_CONFIG_BAD_TABLE',
     'SGW_ERR_CONFIG_BAD_TABLE_RANGE',
@@ -798,6 +801,8 @@ proxy:
   userTimeout: 2500ms
   drainTimeout: 2m
   maxConnectionsPerGuest: 9
+  connectionBudget: 1MiB
+  memoryBudget: 65536KiB
 limits: { maxConnectionsPerBackend: 1000, maxConnectionsPerDomainPerBackend: 40 }
 `;
   const r = validateConfig({ file: '/srv/gw/etc/sharegwd.yaml', text }, [], '/srv/gw/etc/tenants');
@@ -822,6 +827,8 @@ limits: { maxConnectionsPerBackend: 1000, maxConnectionsPerDomainPerBackend: 40 
       userTimeoutMs: 2500,
       drainTimeoutMs: 120_000,
       maxConnectionsPerGuest: 9,
+      connectionBudget: 1024 * 1024,
+      memoryBudget: 65536 * 1024,
     },
     limits: { maxConnectionsPerBackend: 1000, maxConnectionsPerDomainPerBackend: 40 },
     manila: null,
@@ -861,6 +868,25 @@ t.test('daemon file: schema problems', async (t) => {
     t.same(briefs(r.problems), [expected], JSON.stringify(text));
     t.equal(r.config, null);
   }
+});
+
+t.test('BAD_SIZE: proxy budgets are sizes within bounds, the global one no smaller than one connection\'s', async (t) => {
+  const cases: [string, string, string, string][] = [
+    ['proxy: { connectionBudget: lots }', '/proxy/connectionBudget', '1:28', '"lots" is not a size like 512KiB, 4MiB, 1GiB within 65536-1073741824 bytes'],
+    ['proxy: { connectionBudget: 4MB }', '/proxy/connectionBudget', '1:28', '"4MB" is not a size like 512KiB, 4MiB, 1GiB within 65536-1073741824 bytes'],
+    ['proxy: { connectionBudget: 1000 }', '/proxy/connectionBudget', '1:28', '"1000" is not a size like 512KiB, 4MiB, 1GiB within 65536-1073741824 bytes'],
+    ['proxy: { memoryBudget: 0 }', '/proxy/memoryBudget', '1:24', '"0" is not a size like 512KiB, 4MiB, 1GiB within 1048576-68719476736 bytes'],
+    ['proxy: { connectionBudget: 8MiB, memoryBudget: 4MiB }', '/proxy/memoryBudget', '1:48', 'must not be smaller than proxy.connectionBudget (8388608 bytes)'],
+  ];
+  for (const [line, pointer, pos, message] of cases) {
+    const r = validate(`${line}\nnode: n\n`);
+    t.same(r.problems.map((p) => [brief(p), p.message]), [[`sharegwd.yaml:${pos} ${pointer} SGW_ERR_CONFIG_BAD_SIZE`, message]], line);
+  }
+  const ok = validate('node: n\nproxy: { connectionBudget: 64KiB, memoryBudget: 1048576 }\n');
+  t.same(ok.problems, []);
+  t.same([ok.config?.daemon.proxy.connectionBudget, ok.config?.daemon.proxy.memoryBudget], [65536, 1048576], 'the minimums themselves are accepted');
+  const half = validate('node: n\nproxy: { connectionBudget: 1.5MiB }\n');
+  t.equal(half.config?.daemon.proxy.connectionBudget, 1572864, 'fractions of a unit');
 });
 
 t.test('BAD_DURATION: each duration, with its minimum', async (t) => {

@@ -413,7 +413,7 @@ const DAEMON: DaemonConfig = {
   syncIntervalMs: 30000,
   logLevel: 'info',
   keepRulesOnExit: true,
-  proxy: { portRange: { from: 40000, to: 40999 }, connectTimeoutMs: 5000, idleTimeoutMs: 0, keepAliveMs: 30000, userTimeoutMs: 20000, drainTimeoutMs: 10000, maxConnectionsPerGuest: 64 },
+  proxy: { portRange: { from: 40000, to: 40999 }, connectTimeoutMs: 5000, idleTimeoutMs: 0, keepAliveMs: 30000, userTimeoutMs: 20000, drainTimeoutMs: 10000, maxConnectionsPerGuest: 64, connectionBudget: 4194304, memoryBudget: 536870912 },
 };
 
 t.test('compileDesired() output shape', async (t) => {

@@ -11,7 +11,7 @@ import type { DesiredState, GuestState } from '../../src/model/desired';
 import { Counters } from '../../src/observability/counters';
 import { createLogger } from '../../src/observability/logger';
 
-const SETTINGS = { portRange: { from: 47100, to: 47199 }, connectTimeoutMs: 2000, idleTimeoutMs: 0, keepAliveMs: 30_000, userTimeoutMs: 0, drainTimeoutMs: 0, maxConnectionsPerGuest: 64 };
+const SETTINGS = { portRange: { from: 47100, to: 47199 }, connectTimeoutMs: 2000, idleTimeoutMs: 0, keepAliveMs: 30_000, userTimeoutMs: 0, drainTimeoutMs: 0, maxConnectionsPerGuest: 64, connectionBudget: 4 * 1024 * 1024, memoryBudget: 512 * 1024 * 1024 };
 
 function guest(domain: string, instance: string, n: number, backendPort: number): GuestState {
   return {

@@ -24,6 +24,12 @@ export interface CapUse {
   inUse: number;
   domains: { domain: string; inUse: number }[];
 }
+import { LogLimiter, MemoryBudget } from './budget';
+
+/** How often every session's bytes are re-read (socket buffers shrink without an event). */
+const BUDGET_SWEEP_MS = 1000;
+/** At most one budget log line of each kind per this long (with the count suppressed). */
+const BUDGET_LOG_MS = 10_000;
 
 /** One listener: the port identifies guest, backend and port (no SO_ORIGINAL_DST needed). */
 interface Listener {
@@ -79,6 +85,10 @@ export class ProxyPlane {
   /** Per domain with its own egress: the device its backend legs are bound to, and whether its source IP is shared. */
   private egress = new Map<string, { iface: string; sharedSourceIp: boolean }>();
   private closing = false;
+  /** What all sessions hold, against proxy.memoryBudget (issue 14). */
+  private readonly memory: MemoryBudget<Session>;
+  private readonly budgetLog = new LogLimiter(BUDGET_LOG_MS);
+  private sweep: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly settings: ProxySettings,
@@ -86,6 +96,31 @@ export class ProxyPlane {
     private readonly counters: Counters,
   ) {
     this.access = log.child({ log: 'access' });
+    this.memory = new MemoryBudget<Session>(settings.memoryBudget, (s, bytes, total) => {
+      this.counters.inc('sharegw_proxy_shed_total', { reason: 'paused' });
+      const m = this.meta.get(s);
+      const l = this.budgetLog.allow('paused');
+      if (l !== null) {
+        this.log.warn({ domain: m?.domain, guest: m?.guestKey, backend: m?.backend, port: m?.port, bytes, total, limit: settings.memoryBudget, suppressed: l.suppressed }, 'proxy memory budget exceeded: no longer reading the guests of the largest sessions');
+      }
+    });
+  }
+
+  /** Bytes all sessions hold now, as last accounted (gauge sharegw_proxy_buffered_bytes). */
+  bufferedBytes(): number {
+    return this.memory.total;
+  }
+
+  /** Re-accounts every session now and then: socket buffers drain without telling. */
+  private startSweep(): void {
+    if (this.sweep === null) {
+      this.sweep = setInterval(() => {
+        for (const s of this.sessions) {
+          s.account();
+        }
+      }, BUDGET_SWEEP_MS);
+      this.sweep.unref();
+    }
   }
 
   /**
@@ -339,10 +374,25 @@ export class ProxyPlane {
     return [...out.values()].sort((a, b) => (a.backend < b.backend ? -1 : 1));
   }
 
+  /** Over the memory budget: a new connection is closed at once, counted and logged (rate-limited). */
+  private shedConnection(sock: net.Socket, guest: string): void {
+    this.counters.inc('sharegw_proxy_shed_total', { reason: 'refused' });
+    const l = this.budgetLog.allow('refused');
+    if (l !== null) {
+      this.log.warn({ guest, total: this.memory.total, limit: this.settings.memoryBudget, suppressed: l.suppressed }, 'proxy memory budget exceeded: refusing new connections');
+    }
+    sock.on('error', () => undefined);
+    sock.destroy();
+  }
+
   private accept(l: Listener, sock: net.Socket): void {
     const g = this.guests.get(l.guestKey);
     if (this.closing) {
       this.deny(sock, l.guestKey, 'shutting-down');
+      return;
+    }
+    if (this.memory.over) {
+      this.shedConnection(sock, l.guestKey);
       return;
     }
     if (g === undefined) {
@@ -394,6 +444,8 @@ export class ProxyPlane {
         idleTimeoutMs: this.settings.idleTimeoutMs,
         keepAliveMs: this.settings.keepAliveMs,
         userTimeoutMs: this.settings.userTimeoutMs,
+        connectionBudget: this.settings.connectionBudget,
+        memory: this.memory,
         ...(egress !== undefined ? { egress } : {}),
         ...tf,
       },
@@ -409,6 +461,13 @@ export class ProxyPlane {
       'flow open',
     );
     const proto = tf.transform?.proto ?? 'nfs';
+    s.onBudget = (bytes) => {
+      const b = this.budgetLog.allow('connection');
+      if (b !== null) {
+        this.log.warn({ domain: g.domain, guest: g.key, backend: l.backend, port: l.port, proto, bytes, limit: this.settings.connectionBudget, suppressed: b.suppressed }, 'connection budget spent: no longer reading the guest until it drains');
+      }
+    };
+    this.startSweep();
     s.onAnswered = (answered) => {
       for (const a of answered) {
         this.counters.inc('sharegw_protocol_answers_total', { proto, reason: a.reason });
@@ -460,6 +519,7 @@ export class ProxyPlane {
         ...(s.relayImpl !== null ? { relay: s.relayImpl === 'native' ? 'splice' : 'js' } : {}),
         ...(refusal !== null ? { refusal: refusal.reason } : {}),
         ...(Object.keys(s.answered).length > 0 ? { answered: s.answered } : {}),
+        ...(s.budgetPauses > 0 ? { budgetPauses: s.budgetPauses } : {}),
       },
       'flow close',
     );
@@ -505,6 +565,10 @@ export class ProxyPlane {
     if (this.refusalTimer !== null) {
       clearTimeout(this.refusalTimer);
       this.refusalTimer = null;
+    }
+    if (this.sweep !== null) {
+      clearInterval(this.sweep);
+      this.sweep = null;
     }
     await Promise.all([...this.listeners.values()].map((l) => this.closeListener(l)));
     const deadline = Date.now() + drainMs;

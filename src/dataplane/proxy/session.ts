@@ -5,6 +5,7 @@ import type { Direction, Refusal, Relay, StreamTransform } from '../../protocols
 import { NativeError } from '../../errors';
 import { activeSpliceRelay, activeTcpTuning, countFallback, egressSocket, resumeReading, tuneSocket } from '../../native';
 import type { Impl, SpliceEvent, SpliceHandle, SpliceRelayShim, TcpTuning } from '../../native';
+import type { BudgetConsumer, MemoryBudget } from './budget';
 
 /** Settings a relay needs. */
 export interface RelayOptions {
@@ -32,7 +33,18 @@ export interface RelayOptions {
   egress?: { iface: string; sharedSourceIp: boolean };
   /** Makes the device-bound socket; default the addon's (null when it is not loaded). */
   egressSocket?: (device: string, address: string, port: number) => net.Socket | null;
+  /**
+   * Protocol-aware sessions: the most bytes the session may hold (see
+   * heldBytes()) before it stops reading the guest; it reads again below
+   * half of it. Unset or 0: no per-connection limit.
+   */
+  connectionBudget?: number;
+  /** The proxy's global budget this session reports its bytes to. */
+  memory?: MemoryBudget<Session>;
 }
+
+/** Why reading a socket is paused: a full sink, the connection's budget, the global budget. */
+type Hold = 'sink' | 'budget' | 'shed';
 
 /** Why a session ended; stable values (logs, counters). */
 export type CloseReason = 'done' | 'guest-error' | 'backend-error' | 'connect-failed' | 'egress-unavailable' | 'idle' | 'half-closed' | 'shutdown' | 'revoked' | 'refused';
@@ -64,12 +76,18 @@ const BIND_TRIES = 8;
  * pipe(); with a transform, through forward(), except payloads the
  * transform lets pass unseen, which a one-direction relay moves (per
  * direction, `payload`). Backpressure comes from
- * pipe()/forward() (or the kernel's socket buffers for splice); half-close
+ * pipe()/forward() (or the kernel's socket buffers for splice), and for
+ * protocol-aware sessions also from what the session holds: the gateway's
+ * own answers wait in the transform for a reply boundary, which a guest
+ * that does not read never lets come, so reading the guest stops while
+ * heldBytes() is over the connection's budget (issue 14) or the global
+ * budget sheds this session. Each reason is a hold on the socket, and it
+ * is read again only when no hold is left; half-close
  * is forwarded (allowHalfOpen, or shutdown(SHUT_WR) by the native relay),
  * any error destroys both legs, and the guest sees a reset when the backend
  * cannot be reached, as it would without a gateway.
  */
-export class Session {
+export class Session implements BudgetConsumer {
   readonly guest: net.Socket;
   backendSock: net.Socket | null = null;
   readonly startedAt = Date.now();
@@ -97,6 +115,12 @@ export class Session {
   /** Which dead-peer detection the guest leg got. */
   tuningImpl: Impl | null = null;
   private onClose: ((s: Session, reason: CloseReason) => void) | null;
+  /** Why reading each socket is paused; it is read while its set is empty. */
+  private readonly holds = new Map<net.Socket, Set<Hold>>();
+  /** Times this session stopped reading its guest for its budget. */
+  budgetPauses = 0;
+  /** Called when the session first stops reading its guest for its budget, with what it held. */
+  onBudget: ((bytes: number) => void) | null = null;
 
   constructor(
     guest: net.Socket,
@@ -245,6 +269,9 @@ export class Session {
     } else {
       this.forward(g, b, 'fromGuest', (c) => tf.fromGuest(c));
       this.forward(b, g, 'fromBackend', (c) => tf.fromBackend(c));
+      // What the session holds shrinks when a sink drains, too.
+      g.on('drain', () => this.account());
+      b.on('drain', () => this.account());
     }
     g.resume();
   }
@@ -300,7 +327,7 @@ export class Session {
    */
   private maybeSplicePayload(from: net.Socket, to: net.Socket, dir: Direction): void {
     const tf = this.opts.transform;
-    if (tf?.passThrough === undefined || this.closed || this.payload[dir] !== null || from.readableLength > 0 || to.writableLength > 0) {
+    if (tf?.passThrough === undefined || this.closed || this.payload[dir] !== null || this.isHeld(from) || from.readableLength > 0 || to.writableLength > 0) {
       return;
     }
     const n = tf.passThrough(dir);
@@ -355,6 +382,11 @@ export class Session {
     }
     // A source that ended early shows its EOF to Node again ('end').
     resumeReading(from);
+    if (this.isHeld(from)) {
+      // A hold taken while the native relay owned the socket.
+      from.pause();
+    }
+    this.account();
   }
 
   private onSplice(e: SpliceEvent): void {
@@ -423,16 +455,18 @@ export class Session {
         }
       }
       if (full.length > 0) {
-        from.pause();
+        this.hold(from, 'sink');
         let waiting = full.length;
         for (const sock of full) {
           sock.once('drain', () => {
             if (--waiting === 0) {
-              from.resume();
+              this.release(from, 'sink');
             }
           });
         }
-      } else {
+      }
+      this.account();
+      if (full.length === 0) {
         this.maybeSplicePayload(from, to, dir);
       }
     });
@@ -441,6 +475,85 @@ export class Session {
         to.end();
       }
     });
+  }
+
+  /**
+   * Bytes this session holds in memory: its transform's queued answers and
+   * held records, and what waits in both sockets' buffers in Node.
+   */
+  heldBytes(): number {
+    const g = this.guest;
+    const b = this.backendSock;
+    const tf = this.opts.transform?.buffered?.() ?? 0;
+    return tf + g.writableLength + g.readableLength + (b === null ? 0 : b.writableLength + b.readableLength);
+  }
+
+  /**
+   * Re-checks what the session holds against its budget (hysteresis: stop
+   * reading the guest above the budget, read again at half of it) and
+   * reports it to the global budget. Called after every step, drain and
+   * passed payload, and by the plane's periodic sweep.
+   */
+  account(): void {
+    if (this.closed) {
+      return;
+    }
+    const n = this.heldBytes();
+    const limit = this.opts.connectionBudget ?? 0;
+    if (limit > 0 && this.opts.transform !== undefined) {
+      const held = this.holds.get(this.guest)?.has('budget') === true;
+      if (!held && n > limit) {
+        this.hold(this.guest, 'budget');
+        this.counters.inc('sharegw_proxy_budget_pauses_total');
+        if (this.budgetPauses++ === 0) {
+          this.onBudget?.(n);
+        }
+      } else if (held && n <= limit / 2) {
+        this.release(this.guest, 'budget');
+      }
+    }
+    this.opts.memory?.update(this, n);
+  }
+
+  /**
+   * The global budget sheds (true) or releases (false) this session: its
+   * guest is not read meanwhile. Plain relays (no transform) hold at most a
+   * socket buffer, and pipe() owns their pausing: they are left alone.
+   */
+  shed(on: boolean): void {
+    if (this.opts.transform === undefined || this.closed) {
+      return;
+    }
+    if (on) {
+      this.hold(this.guest, 'shed');
+    } else {
+      this.release(this.guest, 'shed');
+    }
+  }
+
+  private isHeld(sock: net.Socket): boolean {
+    return (this.holds.get(sock)?.size ?? 0) > 0;
+  }
+
+  private hold(sock: net.Socket, why: Hold): void {
+    let set = this.holds.get(sock);
+    if (set === undefined) {
+      set = new Set();
+      this.holds.set(sock, set);
+    }
+    set.add(why);
+    sock.pause();
+  }
+
+  /** Drops one hold; the socket is read again when none is left (unless the native relay owns it: payloadDone resumes it). */
+  private release(sock: net.Socket, why: Hold): void {
+    const set = this.holds.get(sock);
+    if (set === undefined || !set.delete(why) || set.size > 0 || this.closed) {
+      return;
+    }
+    if (this.payload[sock === this.guest ? 'fromGuest' : 'fromBackend'] === null) {
+      sock.resume();
+    }
   }
 
   /** Bytes guest->backend and backend->guest so far. */
@@ -503,6 +616,7 @@ export class Session {
         }
       }
     }
+    this.opts.memory?.remove(this);
     const cb = this.onClose;
     this.onClose = null;
     cb?.(this, reason);
