@@ -39,7 +39,13 @@ export async function metricSum(port: number, name: string): Promise<number> {
     .reduce((n, l) => n + Number(l.split(' ').pop() ?? 0), 0);
 }
 
-export async function labSocketFuzz(opts: { seed: number; maxInputs: number; seconds: number; log?: (l: string) => void }): Promise<LabFuzzResult> {
+/**
+ * Starts sharegwd, fuzzes it from guest 1 with each seed for `seconds`
+ * (inputs counted per seed up to maxInputs), checks it, and disposes of it;
+ * `during` runs while the daemon is still up, after the checks.
+ */
+export async function labSocketFuzz(opts: { seeds: readonly number[]; maxInputs: number; seconds: number; log?: (l: string) => void; during?: (d: LabDaemon) => Promise<void> }): Promise<LabFuzzResult> {
+  const seed = opts.seeds[0] ?? 0;
   const acme = (labYaml('proxy').domains['acme.yaml'] ?? '').replace('sourceIp: 198.18.0.11\n', 'sourceIp: 198.18.0.11\nnfs: { rootSquash: true, anonUid: 65534, anonGid: 65534 }\n');
   const d = new LabDaemon({ plane: 'proxy', domains: { 'acme.yaml': acme }, extra: `metrics: 127.0.0.1:${METRICS}\nproxy: { drainTimeout: 2s, maxConnectionsPerGuest: 64 }\n` });
   const findings: Finding[] = [];
@@ -57,14 +63,14 @@ export async function labSocketFuzz(opts: { seed: number; maxInputs: number; sec
     }, 250);
     const endpoints = [`${ACME}:2049:nfs`, `${ACME}:20048:nfs`, `${ACME}:445:smb`].join(',');
     const started = Date.now();
-    const c = await run(process.execPath, [CLIENT, '--endpoints', endpoints, '--seed', String(opts.seed), '--inputs', String(opts.maxInputs), '--seconds', String(opts.seconds), '--concurrency', '8', '--linger', '500'], { ns: NS.g1, timeoutMs: opts.seconds * 1000 + 60_000 });
+    const c = await run(process.execPath, [CLIENT, '--endpoints', endpoints, '--seeds', opts.seeds.join(','), '--inputs', String(opts.maxInputs), '--seconds', String(opts.seconds), '--concurrency', '8', '--linger', '500'], { ns: NS.g1, timeoutMs: opts.seeds.length * opts.seconds * 1000 + 60_000 });
     const ms = Date.now() - started;
     clearInterval(timer);
     let stats: SocketFuzzStats | null = null;
     try {
       stats = JSON.parse(c.stdout.trim().split('\n').pop() ?? '') as SocketFuzzStats;
     } catch {
-      findings.push({ kind: 'crash', target: 'socket.lab', seed: opts.seed, index: 0, message: `fuzz client failed: ${c.code} ${c.stderr.slice(0, 500)}`, stack: '', file: null });
+      findings.push({ kind: 'crash', target: 'socket.lab', seed, index: 0, message: `fuzz client failed: ${c.code} ${c.stderr.slice(0, 500)}`, stack: '', file: null });
     }
     alive &&= procStatus(pid) !== null && d.pid !== undefined;
     const rssEnd = procStatus(pid);
@@ -74,11 +80,12 @@ export async function labSocketFuzz(opts: { seed: number; maxInputs: number; sec
     const smb = await run('smbclient', [`//${ACME}/acme`, ...SMB_ACME, '-c', 'get hello.txt -'], { ns: NS.g1 });
     const legit = { nfs3: cat3.code === 0 && cat3.stdout.includes('hello from acme'), nfs4: cat4.code === 0 && cat4.stdout.includes('hello from acme'), smb: smb.code === 0 && smb.stdout.includes('hello from acme') };
     if (!alive) {
-      findings.push({ kind: 'crash', target: 'socket.lab', seed: opts.seed, index: 0, message: `sharegwd died during the run: ${d.log().slice(-2000)}`, stack: '', file: null });
+      findings.push({ kind: 'crash', target: 'socket.lab', seed, index: 0, message: `sharegwd died during the run: ${d.log().slice(-2000)}`, stack: '', file: null });
     }
     if (!legit.nfs3 || !legit.nfs4 || !legit.smb) {
-      findings.push({ kind: 'violation', target: 'socket.lab', seed: opts.seed, index: 0, message: `real clients not served after the run: ${JSON.stringify(legit)} ${cat3.stderr} ${cat4.stderr} ${smb.stderr.slice(0, 300)}`, stack: '', file: null });
+      findings.push({ kind: 'violation', target: 'socket.lab', seed, index: 0, message: `real clients not served after the run: ${JSON.stringify(legit)} ${cat3.stderr} ${cat4.stderr} ${smb.stderr.slice(0, 300)}`, stack: '', file: null });
     }
+    await opts.during?.(d);
     const logBytes = d.log().length;
     const note = `${stats?.connections ?? 0} connections (${stats?.closed ?? 0} closed, ${stats?.reset ?? 0} reset, ${stats?.stuck ?? 0} open after 500 ms), ${refusals} refusals counted by sharegwd, log ${(logBytes / 1024).toFixed(0)} KiB, real clients after: ${JSON.stringify(legit)}`;
     opts.log?.(`socket.lab: ${note}`);

@@ -233,7 +233,7 @@ async function socketLoopback(): Promise<void> {
 
 async function socketLab(): Promise<void> {
   const { labSocketFuzz } = await import('./lab');
-  const r = await labSocketFuzz({ seed: SEED, maxInputs: INPUTS, seconds: SECONDS, log: (l) => console.log(`  ${l}`) });
+  const r = await labSocketFuzz({ seeds: [SEED], maxInputs: INPUTS, seconds: SECONDS, log: (l) => console.log(`  ${l}`) });
   findings.push(...r.findings);
   rows.push(r.row);
 }
