@@ -42,7 +42,18 @@ export function parseYaml(file: string, text: string): YamlSource {
       message: e.message.split('\n')[0] ?? e.message,
     });
   }
-  const value: unknown = problems.length === 0 ? doc.toJS({ maxAliasCount: 100 }) : undefined;
+  let value: unknown;
+  if (problems.length === 0) {
+    try {
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      // The parser accepts what toJS() then throws on (a ReferenceError for
+      // an alias without its anchor, or one that expands too often): a
+      // problem of the file like any other, not an untyped exception.
+      const alias = err instanceof Error ? (err.message.split('\n')[0] ?? err.message) : String(err);
+      problems.push({ file, pointer: '', code: 'SGW_ERR_CONFIG_YAML', message: alias });
+    }
+  }
   return {
     file,
     value,

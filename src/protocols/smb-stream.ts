@@ -22,7 +22,7 @@ import { Framer } from './framer';
 import { SmbInspector } from './smb-policy';
 import type { SmbPolicy, SmbRefusal, Verdict } from './smb-policy';
 import { BUFFER_OVERHEAD } from './relay';
-import type { Relay, StreamTransform } from './relay';
+import type { Refusal, Relay, StreamTransform } from './relay';
 import { decodeHeader, SMB2_HEADER, SMB_HEAD_MAX, smbFramerSpec } from './smb2';
 
 /** Why the SMB policy refused, from one direction's check. */
@@ -276,6 +276,8 @@ export class SmbStream implements StreamTransform {
   private readonly walker: SmbWalker;
   private readonly downFramer: Framer;
   private readonly inspector: SmbInspector;
+  /** The first refusal, either way: after it both directions refuse (fatal means unusable). */
+  private failed: Refusal | null = null;
 
   constructor(policy: SmbPolicy, maxFrame?: number) {
     this.inspector = new SmbInspector(policy);
@@ -301,6 +303,9 @@ export class SmbStream implements StreamTransform {
    * (a refused tree connect neutered), what it waits for is held.
    */
   fromGuest(chunk: Buffer): Relay {
+    if (this.failed !== null) {
+      return { toBackend: [], toGuest: [], refusal: this.failed };
+    }
     if (this.upDone) {
       return { toBackend: [chunk], toGuest: [] };
     }
@@ -310,14 +315,21 @@ export class SmbStream implements StreamTransform {
       out.answered = r.answered;
     }
     if (r.fatal !== null) {
-      out.refusal = { proto: 'smb', ...r.fatal };
+      out.refusal = this.failed = { proto: 'smb', ...r.fatal };
     }
     return out;
   }
 
   fromBackend(chunk: Buffer): Relay {
+    if (this.failed !== null) {
+      return { toBackend: [], toGuest: [], refusal: this.failed };
+    }
     const r = this.downDone ? null : this.down(chunk);
-    return r === null ? { toBackend: [], toGuest: [chunk] } : { toBackend: [], toGuest: [], refusal: { proto: 'smb', ...r } };
+    if (r === null) {
+      return { toBackend: [], toGuest: [chunk] };
+    }
+    this.failed = { proto: 'smb', ...r };
+    return { toBackend: [], toGuest: [], refusal: this.failed };
   }
 
   /**
