@@ -34,6 +34,10 @@ for (const target of TARGETS) {
   });
 }
 
-t.test('multi-fragment fail-open cases (issue 14 #1) are counted, not hidden', async (t) => {
-  t.ok(knownFailOpen.count >= 0, `${knownFailOpen.count} seen${knownFailOpen.example === '' ? '' : `, e.g. ${knownFailOpen.example}`}`);
+// Multi-fragment fail-open cases (issue 14 #1, fixed on h/nfs) are reported,
+// not asserted: FUZZ_STRICT=1 makes them violations above.
+t.teardown(() => {
+  if (knownFailOpen.count > 0) {
+    t.comment(`${knownFailOpen.count} multi-fragment fail-open cases, e.g. ${knownFailOpen.example}`);
+  }
 });
