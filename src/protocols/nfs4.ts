@@ -32,6 +32,7 @@ export const OP_SEQUENCE = 53;
 /** RFC 7530 section 16.37: the result op code for an operation number the server does not know. */
 export const OP_ILLEGAL = 10044;
 const OP_GETATTR = 9;
+const OP_WRITE = 38;
 const OP_OPEN = 18;
 const OPENATTR = 19;
 
@@ -171,6 +172,15 @@ class Cursor {
       return this.fail();
     }
     return this.fixed(len + ((4 - (len % 4)) % 4));
+  }
+  /** Reads an opaque's length and moves past its body, which need not be there yet. */
+  opaqueLength(): boolean {
+    const len = this.word();
+    if (len === null) {
+      return false;
+    }
+    this.at += len + ((4 - (len % 4)) % 4);
+    return true;
   }
   /** Reads a component4 (utf8str_cs, no XDR bound): its byte length, and the name when up to 1024 bytes. */
   component(): { name: string; len: number } | null {
@@ -584,7 +594,9 @@ export function walkCompound(rec: Buffer | Pieces, at: number): CompoundWalk | P
     }
     const facts: OpFacts = { writes: false, name: null, asksLimits: false };
     c.ownerSet = false;
-    const skipped = skipArgs(op, c, facts);
+    // A WRITE that ends the compound needs no more than its data's length
+    // to be judged: nothing can follow it, so its data may stream past.
+    const skipped = op === OP_WRITE && i === n - 1 ? c.fixed(28) && c.opaqueLength() : skipArgs(op, c, facts);
     w.names.push(facts.name?.name ?? null);
     w.nameLens.push(facts.name?.len ?? null);
     const name = NFS4_MUTATING.get(op) ?? (facts.writes ? (op === OP_OPEN ? 'OPEN for write or create' : 'OPENATTR create') : undefined);
