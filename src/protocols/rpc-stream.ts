@@ -446,14 +446,16 @@ export class RpcStream implements StreamTransform {
     }
     const m = this.up;
     const head = held.subarray(4);
-    const v = judgeCall(call, head, this.policy, { view: head, complete: m.last && m.remaining === 0 });
+    // The head is all of the record when its first fragment is its last and no longer than the head.
+    const v = judgeCall(call, head, this.policy, { view: head, complete: m.last && head.length === m.fragLen });
     if (v.action === 'more') {
       this.mode = 'hold';
       this.call = call;
       this.hold = [head];
       this.holdLen = head.length;
       this.tail = null;
-      if (this.holdLen + m.remaining > COMPOUND_HOLD_MAX) {
+      // The rest of this (first) fragment is coming: it must fit too.
+      if (m.fragLen > COMPOUND_HOLD_MAX) {
         return this.tooBig(out);
       }
       return null;

@@ -43,6 +43,8 @@ export const read = (offset: number, count: number): Op => ({ op: 25, args: Buff
 export const write = (offset: number, data: Buffer): Op => ({ op: 38, args: Buffer.concat([ANON_STATEID, u64(offset), u32(2 /* FILE_SYNC4 */), opaque(data)]) });
 /** GETATTR of word-0 attributes given by bit number. */
 export const getattr = (...bits: number[]): Op => ({ op: 9, args: Buffer.concat([u32(1), u32(bits.reduce((w, b) => (w | (1 << b)) >>> 0, 0))]) });
+/** A GETATTR of `type` with a bitmap padded to `words` words (a legal, longer encoding). */
+const paddedGetattr = (words: number): Op => ({ op: 9, args: Buffer.concat([u32(words), u32(1 << 1), Buffer.alloc(4 * (words - 1))]) });
 export const setclientid = (id: string): Op => ({ op: 35, args: Buffer.concat([Buffer.alloc(8, 7), opaque(id), u32(0x40000000), opaque('tcp'), opaque('198.19.0.5.3.255'), u32(1)]) });
 export const sequence = (sessionId: Buffer, seqid: number): Op => ({ op: 53, args: Buffer.concat([sessionId, u32(seqid), u32(0), u32(0), u32(0)]) });
 
@@ -266,10 +268,10 @@ const scenarios: Record<string, (host: string, args: string[]) => Promise<unknow
     c.close();
     return { ...summary(r), data: readData(r) };
   },
-  /** (b) The same, in one fragment, after a long tag and 80 GETATTRs (past the old look-ahead). */
+  /** (b) The same, in one fragment, after 90 GETATTRs of 24 bytes each (past the old look-ahead). */
   async padded(host) {
     const c = await Conn.open(host);
-    const r = await c.compound(2, 0, [PUTROOTFH, ...Array.from({ length: 80 }, () => getattr(1)), ...OTHER], [], 'p'.repeat(1024));
+    const r = await c.compound(2, 0, [PUTROOTFH, ...Array.from({ length: 90 }, () => paddedGetattr(4)), ...OTHER]);
     c.close();
     return { ...summary(r), data: readData(r) };
   },
