@@ -78,8 +78,8 @@ t.test('proxy plane: COMPOUNDs the old look-ahead missed are refused at the LOOK
 
   // Names a server rejects, answered as it would, on a connection that stays up.
   const names = await client<{ empty: Summary; long: Summary; after: Summary; closed: string | null }>('names');
-  t.same([names.empty.status, names.empty.statuses], [22, [0, 0, 0, 22]], 'LOOKUP "" gets NFS4ERR_INVAL on that operation');
-  t.same([names.long.status, names.long.statuses], [63, [0, 0, 0, 63]], 'a 256-byte name gets NFS4ERR_NAMETOOLONG');
+  t.same([names.empty.status, names.empty.statuses], [22, [0, 0, 22]], 'LOOKUP "" in /export gets NFS4ERR_INVAL on that operation, not ACCESS');
+  t.same([names.long.status, names.long.statuses], [63, [0, 0, 63]], 'a 256-byte name gets NFS4ERR_NAMETOOLONG');
   t.equal(names.after.data, 'hello from acme\n', 'and the same connection reads on');
   t.equal(await answers('bad-name'), 2, 'both counted');
 
