@@ -268,7 +268,8 @@ export function judgeCall(call: RpcCall, rec: Buffer, policy: NfsPolicy, whole?:
     const checked = policy.readOnly || granted !== null || offset !== null;
     const w = walkCompound(whole?.view ?? rec, call.argsAt);
     if (w instanceof Error) {
-      return { action: 'refuse', reason: 'malformed', detail: w.message, error: w };
+      // Without a policy the compound is the server's to reject.
+      return checked ? { action: 'refuse', reason: 'malformed', detail: w.message, error: w } : { action: 'forward', patches };
     }
     if (!checked) {
       // No policy: the walk (of the head) only finds a GETATTR of the limits.
