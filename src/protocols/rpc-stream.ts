@@ -150,6 +150,11 @@ export class RpcStream implements StreamTransform {
     this.idMap = id?.idOffset == null ? null : { offset: id.idOffset, anonUid: id.anonUid, anonGid: id.anonGid };
   }
 
+  /** Bytes the stream holds right now: an undecided call (head or whole record) and a reply being rewritten. */
+  heldBytes(): number {
+    return this.heldLen + this.holdLen + this.replyLen;
+  }
+
   /** Bytes from the guest. */
   fromGuest(chunk: Buffer): Relay {
     const out: Relay = { toBackend: [], toGuest: [] };

@@ -102,6 +102,7 @@ t.test('RpcStream.fromGuest() forwards a held COMPOUND that passes as one fragme
     }
     const r = feed(st, 'fromGuest', pieces);
     t.equal(r.firstOut, wire.length, `step ${step}: held to the end (a GETATTR follows the WRITE)`);
+    t.equal(st.heldBytes(), 0, `step ${step}: nothing held once it went on`);
     t.ok(Buffer.concat(r.backend).equals(fragments(body)), `step ${step}: sent on as one fragment, byte for byte`);
     if (step >= 65536) {
       t.ok(r.backend.some((b) => b.buffer === wire.buffer && b.length >= 16 * 1024), `step ${step}: big pieces go on as views of the incoming chunk`);
@@ -121,7 +122,10 @@ t.test('RpcStream answers a COMPOUND too big to hold as a server would: REQ_TOO_
   const next = compoundCall(11, 1, [sequence(SID, 6), PUTROOTFH, lookup('export')]);
   const st = new RpcStream(GRANTED);
   const wire = Buffer.concat([fragments(v41, [65536, 500_000]), fragments(next)]);
-  const r = feed(st, 'fromGuest', [wire.subarray(0, 70_000), wire.subarray(70_000)]);
+  const part = feed(st, 'fromGuest', [wire.subarray(0, 70_000)]);
+  t.ok(part.backend.length === 0 && st.heldBytes() > 60_000 && st.heldBytes() <= COMPOUND_HOLD_MAX, `held while undecided: ${st.heldBytes()} bytes`);
+  const r = feed(st, 'fromGuest', [wire.subarray(70_000)]);
+  t.ok(st.heldBytes() <= COMPOUND_HOLD_MAX, 'never more than the bound');
   t.equal(r.refusal, undefined, 'no close');
   t.same(r.answered, ['too-big'], 'counted as too-big');
   const sent = records(Buffer.concat(r.backend));
