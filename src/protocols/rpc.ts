@@ -17,9 +17,18 @@ export const RPC_MAX_FRAGMENT = 4 * 1024 * 1024 + 4096;
 /**
  * Bytes of a call the policy needs: the call header, a credential and a
  * verifier of up to 400 bytes each (the protocol's limit), and the start of
- * the arguments (a MOUNT path of up to 1024 bytes).
+ * the arguments (a MOUNT path of up to 1024 bytes, or a COMPOUND's tag of
+ * up to 1024 bytes with its minor version and operation count).
  */
-export const RPC_HEAD_MAX = 40 + 2 * 408 + 1032;
+export const RPC_HEAD_MAX = 40 + 2 * 408 + 1036;
+
+/**
+ * Largest whole record (all its fragments) in either direction: a record
+ * may not be larger than one fragment may be. RFC 5531 section 11 puts no
+ * bound on a record; every client and server puts one (knfsd's
+ * sv_max_mesg), and so does the gateway, before buffering anything.
+ */
+export const RPC_MAX_RECORD = RPC_MAX_FRAGMENT;
 
 export const MSG_CALL = 0;
 export const MSG_REPLY = 1;
@@ -204,4 +213,58 @@ export function decodeReply(rec: Buffer): { xid: number; accepted: boolean; acce
     return bad('reply without accept_stat');
   }
   return { xid, accepted: true, acceptStat: rec.readUInt32BE(verf.next), authStat: null, resultAt: verf.next + 4 };
+}
+
+/**
+ * A record's bytes as the pieces they arrived in, read without joining
+ * them (a held COMPOUND with a 1 MiB WRITE is walked, not copied). Reads
+ * that straddle two pieces copy the few bytes they need.
+ */
+export class Pieces {
+  readonly length: number;
+  private readonly starts: number[] = [];
+  /** The piece of the last read: walks move forward, so most reads start there. */
+  private last = 0;
+
+  constructor(private readonly bufs: readonly Buffer[]) {
+    let n = 0;
+    for (const b of bufs) {
+      this.starts.push(n);
+      n += b.length;
+    }
+    this.length = n;
+  }
+
+  private find(at: number): number {
+    let i = this.last;
+    if ((this.starts[i] ?? 0) > at) {
+      i = 0;
+    }
+    while (i + 1 < this.bufs.length && (this.starts[i + 1] ?? 0) <= at) {
+      i++;
+    }
+    this.last = i;
+    return i;
+  }
+
+  /** `n` bytes at `at`: a view when they lie in one piece, else a copy. The caller checked the bounds. */
+  bytes(at: number, n: number): Buffer {
+    const i = this.find(at);
+    const b = this.bufs[i] as Buffer;
+    const off = at - (this.starts[i] ?? 0);
+    if (off + n <= b.length) {
+      return b.subarray(off, off + n);
+    }
+    const out = Buffer.alloc(n);
+    let have = 0;
+    for (let j = i, o = off; have < n && j < this.bufs.length; j++, o = 0) {
+      const src = this.bufs[j] as Buffer;
+      have += src.copy(out, have, o, Math.min(src.length, o + n - have));
+    }
+    return out;
+  }
+
+  u32(at: number): number {
+    return this.bytes(at, 4).readUInt32BE(0);
+  }
 }

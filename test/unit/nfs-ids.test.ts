@@ -11,7 +11,8 @@ import { ID_WINDOW, mapCompound4, mapReply3, toGuest } from '../../src/protocols
 import type { IdMap } from '../../src/protocols/nfs-ids';
 import { judgeCall, NFS3ERR_PERM } from '../../src/protocols/nfs-policy';
 import type { NfsPolicy } from '../../src/protocols/nfs-policy';
-import { NFS4ERR_PERM } from '../../src/protocols/nfs4';
+import { NFS4ERR_PERM, walkCompound } from '../../src/protocols/nfs4';
+import type { CompoundWalk } from '../../src/protocols/nfs4';
 import { AUTH_TOOWEAK, decodeCall, decodeReply, LAST_FRAGMENT } from '../../src/protocols/rpc';
 import type { RpcCall } from '../../src/protocols/rpc';
 import { RpcStream } from '../../src/protocols/rpc-stream';
@@ -254,7 +255,7 @@ t.test('the stream maps calls and replies of a real session identically at every
   t.match(st2.fromBackend(Buffer.concat([huge, Buffer.alloc(8)])), { refusal: { reason: 'malformed', code: 'SGW_ERR_PROTO_TOO_LARGE' } }, 'a reply too large to hold closes the connection');
 });
 
-t.test('NFSv4.1 answers keep the slot in step: SEQUENCE goes on alone and its reply carries the gateway status', async (t) => {
+t.test('RpcStream cuts a v4.1 compound at the refused operation: SEQUENCE and what precedes it go on, and the reply carries the status on that operation', async (t) => {
   const s = (await tcpStreams('nfs41-session.pcap')).filter((x) => x.serverPort === 2049).sort((a, b) => b.up.length - a.up.length)[0] as TcpStream;
   const ups = records(Buffer.concat(s.up));
   const downs = new Map(records(Buffer.concat(s.down)).map((r) => [(decodeReply(r) as { xid: number }).xid, r]));
@@ -270,19 +271,25 @@ t.test('NFSv4.1 answers keep the slot in step: SEQUENCE goes on alone and its re
   t.ok(write !== undefined && read !== undefined, 'a writing and a reading compound in the v4.1 capture');
   const wc = decodeCall(write) as RpcCall;
   const v = judgeCall(wc, write, RO);
-  if (v.action !== 'answer' || v.sequenceOnly === undefined) {
+  if (v.action !== 'answer' || v.cut === undefined) {
     t.fail('the answer goes through SEQUENCE');
     return;
   }
-  // What a server answers to SEQUENCE alone: the captured reply's SEQUENCE result, count 1.
+  const cut = v.cut;
+  const w = walkCompound(write, wc.argsAt) as CompoundWalk;
+  t.same(w.ops.slice(0, cut.k), [53, 22], 'SEQUENCE and PUTFH go on');
+  t.ok(w.mutating?.index === cut.k && cut.op === w.ops[cut.k], `the first writing operation (${w.mutating?.name ?? '?'}) is refused`);
+  // What a server answers to SEQUENCE and PUTFH alone: the captured reply's first two results.
   const full = downs.get(wc.xid) as Buffer;
   const fr = decodeReply(full) as { resultAt: number };
   const tagLen = full.readUInt32BE(fr.resultAt + 4);
   const countAt = fr.resultAt + 8 + tagLen + ((4 - (tagLen % 4)) % 4);
   t.equal(full.readUInt32BE(countAt + 4), 53, 'the captured reply starts with SEQUENCE');
-  const seqReply = Buffer.from(full.subarray(0, countAt + 12 + 36));
+  const cutEnd = countAt + 4 + (8 + 36) + 8;
+  t.equal(full.readUInt32BE(cutEnd - 8), 22, 'then PUTFH');
+  const seqReply = Buffer.from(full.subarray(0, cutEnd));
   seqReply.writeUInt32BE(0, fr.resultAt);
-  seqReply.writeUInt32BE(1, countAt);
+  seqReply.writeUInt32BE(cut.k, countAt);
 
   const run = (split: (b: Buffer) => Buffer[]): { backend: Buffer; guest: Buffer; answered: string[] } => {
     const st = new RpcStream(RO);
@@ -306,20 +313,20 @@ t.test('NFSv4.1 answers keep the slot in step: SEQUENCE goes on alone and its re
   const whole = run((b) => [b]);
   t.same(whole.answered, ['rofs']);
   const sent = records(whole.backend);
-  t.equal(sent.length, 2, 'two calls reached the server: SEQUENCE alone, then the read');
+  t.equal(sent.length, 2, 'two calls reached the server: the compound cut before the WRITE, then the read');
   const seqCall = sent[0] as Buffer;
-  t.equal(seqCall.length, v.sequenceOnly.end, 'the first ends after SEQUENCE');
-  t.equal(seqCall.readUInt32BE(v.sequenceOnly.countAt), 1, 'with one operation');
-  t.ok(seqCall.subarray(v.sequenceOnly.countAt + 4).equals(write.subarray(v.sequenceOnly.countAt + 4, v.sequenceOnly.end)), "SEQUENCE's arguments (session, sequence id, slot) unchanged");
+  t.equal(seqCall.length, cut.at, 'the first ends where the writing operation began');
+  t.equal(seqCall.readUInt32BE(cut.countAt), cut.k, `with ${cut.k} operations`);
+  t.ok(seqCall.subarray(cut.countAt + 4).equals(write.subarray(cut.countAt + 4, cut.at)), "SEQUENCE's and PUTFH's arguments (session, sequence id, slot, handle) unchanged");
   t.ok((sent[1] as Buffer).equals(read), 'the read passes as it was');
   const got = records(whole.guest);
   t.equal(got.length, 2, 'two replies reached the guest');
   const ans = got[0] as Buffer;
   t.equal(ans.readUInt32BE(fr.resultAt), 30, 'compound status NFS4ERR_ROFS');
-  t.equal(ans.readUInt32BE(countAt), 2, 'two results');
-  t.ok(ans.subarray(countAt + 4, countAt + 12 + 36).equals(full.subarray(countAt + 4, countAt + 12 + 36)), "the server's own SEQUENCE result");
-  t.same([ans.readUInt32BE(countAt + 12 + 36), ans.readUInt32BE(countAt + 16 + 36)], [v.sequenceOnly.nextOp, 30], 'then the next operation failing with ROFS');
-  t.equal(ans.length, countAt + 20 + 36, 'and nothing more');
+  t.equal(ans.readUInt32BE(countAt), 3, 'three results');
+  t.ok(ans.subarray(countAt + 4, cutEnd).equals(full.subarray(countAt + 4, cutEnd)), "the server's own SEQUENCE and PUTFH results");
+  t.same([ans.readUInt32BE(cutEnd), ans.readUInt32BE(cutEnd + 4)], [cut.op, 30], 'then the writing operation failing with ROFS');
+  t.equal(ans.length, cutEnd + 8, 'and nothing more');
   t.ok((got[1] as Buffer).equals(downs.get((decodeCall(read) as RpcCall).xid) as Buffer), 'the next reply streams through unchanged');
   const bytewise = run((b) => [...b].map((x) => Buffer.from([x])));
   t.ok(bytewise.backend.equals(whole.backend) && bytewise.guest.equals(whole.guest), 'the same one byte at a time');

@@ -11,7 +11,8 @@ import { judgeCall, leavesExports, mountAllowed, NFS3ERR_ROFS } from '../../src/
 import { NFS4ERR_ACCESS, NFS4ERR_ROFS, walkCompound } from '../../src/protocols/nfs4';
 import type { CompoundWalk } from '../../src/protocols/nfs4';
 import type { NfsPolicy } from '../../src/protocols/nfs-policy';
-import { authErrorReply, AUTH_SYS, AUTH_TOOWEAK, decodeCall, decodeReply, PROG_MOUNT, PROG_NFS } from '../../src/protocols/rpc';
+import { authErrorReply, AUTH_SYS, AUTH_TOOWEAK, decodeCall, decodeReply, Pieces, PROG_MOUNT, PROG_NFS } from '../../src/protocols/rpc';
+import { clampFsinfo3 } from '../../src/protocols/nfs-limits';
 import type { RpcCall } from '../../src/protocols/rpc';
 import { RpcStream } from '../../src/protocols/rpc-stream';
 import { tcpStreams } from '../helpers/pcap';
@@ -44,10 +45,21 @@ t.test('calls in the capture decode: programs, procedures, AUTH_SYS', async (t) 
 });
 
 
-t.test('without a policy to apply, every byte passes unchanged, at every split', async (t) => {
+t.test('RpcStream without a policy passes every byte unchanged but the FSINFO limits, at every split', async (t) => {
   const s = nfsConn();
   const up = Buffer.concat(s.up);
-  const down = Buffer.concat(s.down);
+  // The one change: FSINFO's rtmax/rtpref/wtmax/wtpref, lowered in place.
+  const downs = records(Buffer.concat(s.down)).map((r) => Buffer.from(r));
+  const ups = records(up).map((r) => decodeCall(r) as RpcCall);
+  let clamped = 0;
+  ups.forEach((c, i) => {
+    const r = downs[i];
+    if (c.proc === 19 && r !== undefined) {
+      clamped += clampFsinfo3(r.subarray((decodeReply(r) as { resultAt: number }).resultAt)) as number;
+    }
+  });
+  t.ok(clamped >= 2, `${clamped} FSINFO limits above 1 MiB in the capture`);
+  const down = Buffer.concat(downs.map((r) => frame(r)));
   let bad = 0;
   for (let cut = 0; cut < 200; cut++) {
     const r = relay(new RpcStream(OPEN), s, (b) => [b.subarray(0, cut), b.subarray(cut)].filter((x) => x.length > 0));
@@ -198,39 +210,51 @@ t.test('NFSv4 COMPOUNDs in the captures walk to the end; writes are found', asyn
   }
 });
 
-t.test('NFSv4 on a read-only grant: writing compounds are answered NFS4ERR_ROFS with no results; reads pass', async (t) => {
+t.test('NFSv4 on a read-only grant: each writing compound fails at its first writing operation with NFS4ERR_ROFS; reads pass', async (t) => {
   const conns = (await tcpStreams('nfs4-session.pcap')).filter((s) => s.serverPort === 2049);
   const calls = conns.flatMap((s) => records(Buffer.concat(s.up))).map((r) => ({ r, c: decodeCall(r) as RpcCall }));
   let answered = 0;
   let forwarded = 0;
   for (const { r, c } of calls) {
     const v = judgeCall(c, r, { ...OPEN, readOnly: true });
-    if (v.action === 'answer') {
-      answered++;
-      const rep = decodeReply(v.reply.subarray(4));
-      if (!(rep instanceof ProtocolError)) {
-        const res = v.reply.subarray(4 + rep.resultAt);
-        t.equal(res.readUInt32BE(0), NFS4ERR_ROFS, 'compound status ROFS');
-        const w = walkCompound(r, c.argsAt) as CompoundWalk;
-        t.ok(res.subarray(4, 4 + w.tag.length).equals(w.tag), 'the tag echoed');
-        t.equal(res.readUInt32BE(4 + w.tag.length), 0, 'no results: nothing was executed');
-      }
-    } else {
+    if (v.action !== 'answer') {
       forwarded++;
+      continue;
+    }
+    answered++;
+    const w = walkCompound(r, c.argsAt) as CompoundWalk;
+    const k = w.mutating?.index ?? -1;
+    if (v.cut !== undefined) {
+      t.same([v.cut.k, v.cut.op, v.cut.status, v.cut.at], [k, w.ops[k], NFS4ERR_ROFS, w.opAt[k]], 'cut at the writing operation, with ROFS');
+    } else {
+      t.equal(k, 0, 'answered whole only when the first operation writes');
+    }
+    const rep = decodeReply(v.reply.subarray(4));
+    if (!(rep instanceof ProtocolError)) {
+      const res = v.reply.subarray(4 + rep.resultAt);
+      t.equal(res.readUInt32BE(0), NFS4ERR_ROFS, 'compound status ROFS');
+      t.ok(res.subarray(4, 4 + w.tag.length).equals(w.tag), 'the tag echoed');
+      t.same([res.readUInt32BE(4 + w.tag.length), res.readUInt32BE(8 + w.tag.length), res.readUInt32BE(12 + w.tag.length)], [1, w.ops[k], NFS4ERR_ROFS], 'one result: the writing operation failing');
     }
   }
   t.ok(answered >= 4 && forwarded >= 10, `${answered} answered, ${forwarded} forwarded`);
-  t.equal(judgeCall(calls[0]?.c as RpcCall, calls[0]?.r as Buffer, OPEN).action, 'forward', 'rw grants are not walked');
+  t.equal(judgeCall(calls[0]?.c as RpcCall, calls[0]?.r as Buffer, OPEN).action, 'forward', 'rw grants without checks pass');
 });
 
-t.test('walkCompound(): truncated or unknown operations are incomplete, and malformed counts refused', async (t) => {
+t.test('walkCompound(): unknown operations, bad XDR and truncated arguments stop the walk, and say where', async (t) => {
   const comp = (ops: number[][]): Buffer => Buffer.concat([Buffer.from([0, 0, 0, 0, 0, 0, 0, 0]), Buffer.from(Uint32Array.from([ops.length]).buffer).reverse(), ...ops.map((o) => Buffer.concat(o.map((x) => { const b = Buffer.alloc(4); b.writeUInt32BE(x, 0); return b; })))]);
   const w = walkCompound(comp([[24], [10], [9, 1, 0x18]]), 0) as CompoundWalk;
-  t.same([w.ops, w.incomplete, w.mutating], [[24, 10, 9], false, null], 'PUTROOTFH, GETFH, GETATTR');
-  t.match(walkCompound(comp([[24], [38]]), 0), { mutating: { index: 1, name: 'WRITE' } });
-  t.match(walkCompound(comp([[9999], [24]]), 0), { incomplete: true, mutating: null }, 'an unknown operation before others');
-  t.match(walkCompound(comp([[9999]]), 0), { incomplete: false }, 'an unknown last operation needs no skipping');
+  t.same([w.ops, w.incomplete, w.mutating, w.stop], [[24, 10, 9], false, null, null], 'PUTROOTFH, GETFH, GETATTR');
+  t.match(walkCompound(comp([[24], [38]]), 0), { mutating: { index: 1, name: 'WRITE' }, stop: { index: 1, why: 'short' } }, 'a WRITE is writing before its arguments are there');
+  t.match(walkCompound(comp([[9999], [24]]), 0), { incomplete: true, mutating: null, stop: { index: 0, why: 'illegal' } }, 'an unknown operation before others');
+  t.match(walkCompound(comp([[24], [9999]]), 0), { stop: { index: 1, why: 'illegal' } }, 'an unknown last operation too: the server would answer OP_ILLEGAL');
+  t.match(walkCompound(comp([[22, 129]]), 0), { stop: { index: 0, why: 'badxdr' } }, 'a file handle longer than NFS4_FHSIZE');
+  t.match(walkCompound(comp([[6, 77]]), 0), { stop: { index: 0, why: 'badxdr' } }, 'a CREATE of no known type');
+  t.match(walkCompound(comp([[24], [15, 8]]), 0), { stop: { index: 1, why: 'short' }, ops: [24, 15] }, 'a LOOKUP name past the end');
   t.ok(walkCompound(Buffer.from([0, 0, 0, 9]), 0) instanceof ProtocolError);
+  t.ok(walkCompound(comp(Array.from({ length: 1025 }, () => [10])), 0) instanceof ProtocolError, 'more than 1024 operations');
+  const pieces = new Pieces([comp([[24], [10]]).subarray(0, 13), comp([[24], [10]]).subarray(13)]);
+  t.same((walkCompound(pieces, 0) as CompoundWalk).ops, [24, 10], 'the same walk over a record in pieces');
 });
 
 t.test('NFSv4 mount checks: LOOKUP paths outside the granted exports get NFS4ERR_ACCESS; the captured sessions pass', async (t) => {
@@ -269,16 +293,9 @@ t.test('NFSv4 mount checks: LOOKUP paths outside the granted exports get NFS4ERR
 });
 
 t.test('leavesExports(): the pseudo-fs above the exports is visible, siblings are not, handles are not placed', async (t) => {
-  const w = (...steps: (number | string)[]): CompoundWalk => ({
-    tag: Buffer.alloc(4),
-    minorVersion: 0,
+  const w = (...steps: (number | string)[]): Pick<CompoundWalk, 'ops' | 'names'> => ({
     ops: steps.map((s) => (typeof s === 'string' ? 15 : s)),
     names: steps.map((s) => (typeof s === 'string' ? s : null)),
-    setsOwner: false,
-    countAt: 8,
-    firstOpEnd: null,
-    mutating: null,
-    incomplete: false,
   });
   const ex = ['/export/acme', '/export/acme2/'];
   t.equal(leavesExports(w(24, 'export', 'acme', 'sub', 'deeper'), ex), null, 'down into a granted export');
@@ -291,7 +308,7 @@ t.test('leavesExports(): the pseudo-fs above the exports is visible, siblings ar
   t.equal(leavesExports(w(22, 'beta'), ex), null, 'after PUTFH the path is unknown (the handle came from a checked compound or the backend refuses it)');
   t.equal(leavesExports(w(24, 'export', 32, 'acme', 31, 'beta'), ex), '/export/beta', 'RESTOREFH goes back to the saved path');
   t.equal(leavesExports(w(23, 'beta'), ex), '/beta', 'PUTPUBFH starts at the root too');
-  const open: CompoundWalk = { ...w(24, 'export', 'acme'), ops: [24, 15, 18], names: [null, 'export', 'notes.txt'] };
+  const open = { ...w(24, 'export', 'acme'), ops: [24, 15, 18], names: [null, 'export', 'notes.txt'] };
   t.equal(leavesExports(open, ex), '/export/notes.txt', 'an OPEN by name in a pseudo-fs directory');
 });
 
