@@ -202,10 +202,11 @@ const judgeCallTarget: Target = {
       check(v.reply.length >= 4 && v.reply.readUInt32BE(0) === ((LAST_FRAGMENT | (v.reply.length - 4)) >>> 0), 'judgeCall: answer is not one whole record');
       const r = decodeReply(v.reply.subarray(4));
       check(!(r instanceof ProtocolError) && r.xid === c.xid, 'judgeCall: answer is not a reply to the call');
-      if (v.sequenceOnly !== undefined) {
-        check(v.sequenceOnly.end <= rec.length && v.sequenceOnly.countAt + 4 <= rec.length, 'judgeCall: SEQUENCE-only offsets outside the record');
+      if (v.cut !== undefined) {
+        // The ops before the refused one go on: the cut must lie inside the record, after the count.
+        check(v.cut.k > 0 && v.cut.countAt + 4 <= v.cut.at && v.cut.at <= rec.length, 'judgeCall: compound cut outside the record');
       }
-    } else {
+    } else if (v.action === 'refuse') {
       check(PROTO_CODES.has(v.error.code), `judgeCall: refusal code ${v.error.code}`);
     }
   },
