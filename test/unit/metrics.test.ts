@@ -34,6 +34,7 @@ t.test('MetricsServer exports counters with their labels, snapshot gauges, and h
     denied: [{ domain: 'beta', guest: 'beta/g2', reason: 'antispoof', packets: 9 }],
     lastSyncSuccess: 1_700_000_000,
     lastSyncOk: true,
+    proxyBufferedBytes: 4096,
   };
   const m = new MetricsServer('127.0.0.1:0', { counters, snapshot: async () => snap, health: () => health }, log);
   await m.listen();
@@ -54,6 +55,7 @@ t.test('MetricsServer exports counters with their labels, snapshot gauges, and h
     'sharegw_info{what="generation"} 3',
     'sharegw_last_sync_ok 1',
     'sharegw_last_sync_success_timestamp_seconds 1700000000',
+    'sharegw_proxy_buffered_bytes 4096',
   ]) {
     t.ok(r.body.split('\n').includes(line), line);
   }

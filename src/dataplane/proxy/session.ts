@@ -273,7 +273,10 @@ export class Session implements BudgetConsumer {
       g.on('drain', () => this.account());
       b.on('drain', () => this.account());
     }
-    g.resume();
+    if (!this.isHeld(g)) {
+      // Shed by the global budget while the backend leg was connecting.
+      g.resume();
+    }
   }
 
   /**
