@@ -10,7 +10,7 @@
 import * as net from 'node:net';
 import t from 'tap';
 import { frontRig } from '../helpers/session-rig';
-import { LogLimiter, MemoryBudget } from '../../src/dataplane/proxy/budget';
+import { MemoryBudget } from '../../src/dataplane/proxy/budget';
 import type { BudgetConsumer } from '../../src/dataplane/proxy/budget';
 import { ProxyPlane } from '../../src/dataplane/proxy/plane';
 import type { Session } from '../../src/dataplane/proxy/session';
@@ -225,18 +225,6 @@ t.test('MemoryBudget.update() sheds the largest consumers first, any that grows 
   b.remove(big);
   t.equal(b.total, 400);
   t.same(big.calls, [true, false, true], 'a removed consumer is not called again');
-});
-
-t.test('LogLimiter.allow() lets one line per interval through, with the count suppressed', async (t) => {
-  let now = 0;
-  const l = new LogLimiter(1000, () => now);
-  t.same(l.allow('a'), { suppressed: 0 });
-  t.equal(l.allow('a'), null);
-  t.equal(l.allow('a'), null);
-  t.same(l.allow('b'), { suppressed: 0 }, 'keys are apart');
-  now = 1000;
-  t.same(l.allow('a'), { suppressed: 2 });
-  t.equal(l.allow('a'), null);
 });
 
 t.test('ProxyPlane: over proxy.memoryBudget the largest session is shed and new connections are refused, until it drains', async (t) => {

@@ -113,28 +113,3 @@ export class MemoryBudget<C extends BudgetConsumer> {
     }
   }
 }
-
-/**
- * At most one log line per `intervalMs` per key; the next allowed one
- * carries how many were suppressed in between.
- */
-export class LogLimiter {
-  private readonly last = new Map<string, { at: number; suppressed: number }>();
-
-  constructor(
-    private readonly intervalMs: number,
-    private readonly now: () => number = Date.now,
-  ) {}
-
-  /** null: suppress this one; else log it, with the count suppressed since the last. */
-  allow(key: string): { suppressed: number } | null {
-    const t = this.now();
-    const e = this.last.get(key);
-    if (e !== undefined && t - e.at < this.intervalMs) {
-      e.suppressed++;
-      return null;
-    }
-    this.last.set(key, { at: t, suppressed: 0 });
-    return { suppressed: e?.suppressed ?? 0 };
-  }
-}

@@ -24,7 +24,7 @@ export interface CapUse {
   inUse: number;
   domains: { domain: string; inUse: number }[];
 }
-import { LogLimiter, MemoryBudget } from './budget';
+import { MemoryBudget } from './budget';
 
 /** How often every session's bytes are re-read (socket buffers shrink without an event). */
 const BUDGET_SWEEP_MS = 1000;
@@ -87,7 +87,7 @@ export class ProxyPlane {
   private closing = false;
   /** What all sessions hold, against proxy.memoryBudget (issue 14). */
   private readonly memory: MemoryBudget<Session>;
-  private readonly budgetLog = new LogLimiter(BUDGET_LOG_MS);
+  private readonly budgetLog = new LogRateLimiter(BUDGET_LOG_MS, 16);
   private sweep: NodeJS.Timeout | null = null;
 
   constructor(
@@ -99,7 +99,7 @@ export class ProxyPlane {
     this.memory = new MemoryBudget<Session>(settings.memoryBudget, (s, bytes, total) => {
       this.counters.inc('sharegw_proxy_shed_total', { reason: 'paused' });
       const m = this.meta.get(s);
-      const l = this.budgetLog.allow('paused');
+      const l = this.budgetLog.hit('paused', Date.now());
       if (l !== null) {
         this.log.warn({ domain: m?.domain, guest: m?.guestKey, backend: m?.backend, port: m?.port, bytes, total, limit: settings.memoryBudget, suppressed: l.suppressed }, 'proxy memory budget exceeded: no longer reading the guests of the largest sessions');
       }
@@ -285,7 +285,7 @@ export class ProxyPlane {
     // A guest retrying in a loop must not flood the log: the first refusal
     // per domain and reason is logged, the rest are counted into one line.
     const domain = guest.split('/')[0] ?? '?';
-    const hit = this.refusalLog.hit(`${domain} ${reason}`, Date.now());
+    const hit = this.refusalLog.hit(`denied|${domain}|${reason}`, Date.now());
     if (hit !== null) {
       this.log.info({ guest, reason, ...extra, from: `${sock.remoteAddress ?? '?'}:${sock.remotePort ?? 0}`, ...(hit.suppressed > 0 ? { suppressed: hit.suppressed } : {}) }, hit.suppressed > 0 ? `proxy connection denied (and ${suppressedText(hit.suppressed, hit.windowMs)})` : 'proxy connection denied');
       this.scheduleRefusalSummary();
@@ -303,8 +303,9 @@ export class ProxyPlane {
       this.refusalTimer = null;
       const ended = this.refusalLog.drain(Date.now());
       for (const e of ended) {
-        const [domain, reason] = e.key.split(' ');
-        this.log.info({ domain, reason, suppressed: e.suppressed }, `proxy connections denied: ${suppressedText(e.suppressed, e.windowMs)}`);
+        const [kind = '', domain, reason] = e.key.split('|');
+        const what = kind === 'denied' ? 'proxy connections denied' : kind === 'answered' ? 'requests refused by protocol policy' : kind === 'refused' ? 'sessions refused by protocol policy' : 'proxy refusals';
+        this.log.info({ domain, reason, suppressed: e.suppressed }, `${what}: ${suppressedText(e.suppressed, e.windowMs)}`);
       }
       if (this.refusalLog.size > 0) {
         this.scheduleRefusalSummary();
@@ -377,7 +378,7 @@ export class ProxyPlane {
   /** Over the memory budget: a new connection is closed at once, counted and logged (rate-limited). */
   private shedConnection(sock: net.Socket, guest: string): void {
     this.counters.inc('sharegw_proxy_shed_total', { reason: 'refused' });
-    const l = this.budgetLog.allow('refused');
+    const l = this.budgetLog.hit('refused', Date.now());
     if (l !== null) {
       this.log.warn({ guest, total: this.memory.total, limit: this.settings.memoryBudget, suppressed: l.suppressed }, 'proxy memory budget exceeded: refusing new connections');
     }
@@ -462,7 +463,7 @@ export class ProxyPlane {
     );
     const proto = tf.transform?.proto ?? 'nfs';
     s.onBudget = (bytes) => {
-      const b = this.budgetLog.allow('connection');
+      const b = this.budgetLog.hit('connection', Date.now());
       if (b !== null) {
         this.log.warn({ domain: g.domain, guest: g.key, backend: l.backend, port: l.port, proto, bytes, limit: this.settings.connectionBudget, suppressed: b.suppressed }, 'connection budget spent: no longer reading the guest until it drains');
       }
@@ -471,9 +472,12 @@ export class ProxyPlane {
     s.onAnswered = (answered) => {
       for (const a of answered) {
         this.counters.inc('sharegw_protocol_answers_total', { proto, reason: a.reason });
-        if (proto === 'smb' && (s.answered[a.reason] ?? 0) <= 1) {
-          // Once per session and reason; the flow's close record counts them all.
-          this.log.warn({ domain: g.domain, guest: g.key, backend: l.backend, port: l.port, proto, reason: a.reason, detail: a.detail }, 'request refused by protocol policy');
+        // Rate-limited per domain and reason (a guest looping on a refused
+        // call must not flood the log); the flow's close record counts them all.
+        const hit = this.refusalLog.hit(`answered|${g.domain}|${proto}:${a.reason}`, Date.now());
+        if (hit !== null) {
+          this.log.warn({ domain: g.domain, guest: g.key, backend: l.backend, port: l.port, proto, reason: a.reason, detail: a.detail, ...(hit.suppressed > 0 ? { suppressed: hit.suppressed } : {}) }, hit.suppressed > 0 ? `request refused by protocol policy (and ${suppressedText(hit.suppressed, hit.windowMs)})` : 'request refused by protocol policy');
+          this.scheduleRefusalSummary();
         }
       }
     };
@@ -497,7 +501,12 @@ export class ProxyPlane {
       if (refusal.code !== undefined) {
         this.counters.inc('sharegw_protocol_errors_total', { proto: refusal.proto, code: refusal.code });
       }
-      this.log.warn({ domain, guest: m?.guestKey, backend: m?.backend, port: m?.port, proto: refusal.proto, reason: refusal.reason, code: refusal.code, detail: refusal.detail }, 'session refused by protocol policy');
+      // Rate-limited like the other refusals: a fuzzing or looping guest makes one line a minute per reason.
+      const hit = this.refusalLog.hit(`refused|${domain}|${refusal.proto}:${refusal.reason}`, Date.now());
+      if (hit !== null) {
+        this.log.warn({ domain, guest: m?.guestKey, backend: m?.backend, port: m?.port, proto: refusal.proto, reason: refusal.reason, code: refusal.code, detail: refusal.detail, ...(hit.suppressed > 0 ? { suppressed: hit.suppressed } : {}) }, hit.suppressed > 0 ? `session refused by protocol policy (and ${suppressedText(hit.suppressed, hit.windowMs)})` : 'session refused by protocol policy');
+        this.scheduleRefusalSummary();
+      }
     }
     this.counters.inc('sharegw_proxy_bytes_total', { dir: 'up', domain }, b.up);
     this.counters.inc('sharegw_proxy_bytes_total', { dir: 'down', domain }, b.down);
