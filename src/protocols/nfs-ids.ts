@@ -17,6 +17,7 @@
  * gateway.
  */
 import { ProtocolError } from '../errors';
+import { XdrReader, XdrShort } from './xdr-reader';
 
 /** Guest ids the map covers: 0 .. ID_WINDOW - 1. */
 export const ID_WINDOW = 65536;
@@ -39,49 +40,11 @@ export function toGuest(m: IdMap, id: number, kind: 'uid' | 'gid'): number {
 
 const bad = (msg: string): ProtocolError => new ProtocolError('SGW_ERR_PROTO_MALFORMED', msg);
 
-/** Reads XDR from a buffer; every read is bounds-checked and throws Short, caught at the entry points. */
-class Short extends Error {}
-
-class Xdr {
-  constructor(
-    readonly b: Buffer,
-    public at: number,
-  ) {}
-  need(n: number): void {
-    if (this.at + n > this.b.length) {
-      throw new Short();
-    }
-  }
-  u32(): number {
-    this.need(4);
-    const v = this.b.readUInt32BE(this.at);
-    this.at += 4;
-    return v;
-  }
-  skip(n: number): void {
-    this.need(n);
-    this.at += n;
-  }
-  /** opaque<>/string<>: returns the body's start and length, and moves past the padding. */
-  opaque(max: number): { start: number; len: number } {
-    const len = this.u32();
-    if (len > max) {
-      throw new Short();
-    }
-    const start = this.at;
-    this.skip(len + ((4 - (len % 4)) % 4));
-    return { start, len };
-  }
-  bool(): boolean {
-    return this.u32() !== 0;
-  }
-}
-
 // ---------------------------------------------------------------- NFSv3
 
 const FATTR3 = 84;
 
-function fattr3(x: Xdr, m: IdMap): void {
+function fattr3(x: XdrReader, m: IdMap): void {
   x.need(FATTR3);
   const b = x.b;
   b.writeUInt32BE(toGuest(m, b.readUInt32BE(x.at + 12), 'uid'), x.at + 12);
@@ -89,20 +52,20 @@ function fattr3(x: Xdr, m: IdMap): void {
   x.at += FATTR3;
 }
 
-function postOpAttr(x: Xdr, m: IdMap): void {
+function postOpAttr(x: XdrReader, m: IdMap): void {
   if (x.bool()) {
     fattr3(x, m);
   }
 }
 
-function wccData(x: Xdr, m: IdMap): void {
+function wccData(x: XdrReader, m: IdMap): void {
   if (x.bool()) {
     x.skip(24); // wcc_attr: size, mtime, ctime
   }
   postOpAttr(x, m);
 }
 
-function postOpFh(x: Xdr): void {
+function postOpFh(x: XdrReader): void {
   if (x.bool()) {
     x.opaque(64);
   }
@@ -116,7 +79,7 @@ export function mapReply3(proc: number, res: Buffer, m: IdMap): ProtocolError | 
   if (proc === 0 || proc > 21) {
     return null; // NULL has no result; procedures past COMMIT are not NFSv3
   }
-  const x = new Xdr(res, 0);
+  const x = new XdrReader(res, 0);
   try {
     const ok = x.u32() === 0;
     switch (proc) {
@@ -183,7 +146,7 @@ export function mapReply3(proc: number, res: Buffer, m: IdMap): ProtocolError | 
         break;
     }
   } catch (e) {
-    if (e instanceof Short) {
+    if (e instanceof XdrShort) {
       return bad(`NFSv3 procedure ${proc} reply does not parse`);
     }
     throw e;
@@ -192,7 +155,7 @@ export function mapReply3(proc: number, res: Buffer, m: IdMap): ProtocolError | 
 }
 
 /** Where an NFSv3 call's sattr3 starts, by procedure; null: the call sets no attributes. */
-function sattrAt(proc: number, x: Xdr): boolean {
+function sattrAt(proc: number, x: XdrReader): boolean {
   switch (proc) {
     case 2: // SETATTR: object, new_attributes
       x.opaque(64);
@@ -231,7 +194,7 @@ function sattrAt(proc: number, x: Xdr): boolean {
  * record, starting at the call's arguments at `at`).
  */
 export function sattrIds(proc: number, rec: Buffer, at: number): { uidAt: number | null; uid: number; gidAt: number | null; gid: number } | ProtocolError | null {
-  const x = new Xdr(rec, at);
+  const x = new XdrReader(rec, at);
   try {
     if (!sattrAt(proc, x)) {
       return null;
@@ -253,7 +216,7 @@ export function sattrIds(proc: number, rec: Buffer, at: number): { uidAt: number
     }
     return uidAt === null && gidAt === null ? null : { uidAt, uid, gidAt, gid };
   } catch (e) {
-    if (e instanceof Short) {
+    if (e instanceof XdrShort) {
       return bad(`NFSv3 procedure ${proc} attributes past the end of the call's head`);
     }
     throw e;
@@ -265,8 +228,12 @@ export function sattrIds(proc: number, rec: Buffer, at: number): { uidAt: number
 const OWNER = 36;
 const OWNER_GROUP = 37;
 
-/** Skips one attribute value (RFC 7530 section 5, RFC 8881 section 5) of those that can precede owner_group. */
-function skipAttr(x: Xdr, bit: number): void {
+/**
+ * Skips one attribute value (RFC 7530 section 5, RFC 8881 section 5) of those
+ * that can precede owner_group (bits 0-35); throws XdrShort for one it cannot
+ * size. Also the skipper of the maxread/maxwrite clamp (nfs-limits.ts).
+ */
+export function skipFattr4Attr(x: XdrReader, bit: number): void {
   switch (bit) {
     case 0: {
       // supported_attrs: bitmap4
@@ -343,7 +310,7 @@ function skipAttr(x: Xdr, bit: number): void {
       return;
     }
     default:
-      throw new Short(); // an attribute this mapper cannot size
+      throw new XdrShort(); // an attribute this mapper cannot size
   }
 }
 
@@ -365,10 +332,10 @@ function mapOwner(s: string, m: IdMap, kind: 'uid' | 'gid'): string {
  * A fattr4 at x.at: the replacement attrlist4 if owner or owner_group was
  * mapped (bitmap + new opaque), else null; x moves past it either way.
  */
-function fattr4(x: Xdr, m: IdMap): { from: number; to: number; bytes: Buffer } | null {
+function fattr4(x: XdrReader, m: IdMap): { from: number; to: number; bytes: Buffer } | null {
   const n = x.u32();
   if (n > 8) {
-    throw new Short();
+    throw new XdrShort();
   }
   const words: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -379,7 +346,7 @@ function fattr4(x: Xdr, m: IdMap): { from: number; to: number; bytes: Buffer } |
   if (!has(OWNER) && !has(OWNER_GROUP)) {
     return null;
   }
-  const v = new Xdr(x.b.subarray(list.start, list.start + list.len), 0);
+  const v = new XdrReader(x.b.subarray(list.start, list.start + list.len), 0);
   const parts: Buffer[] = [];
   let from = 0;
   for (let bit = 0; bit <= OWNER_GROUP; bit++) {
@@ -394,7 +361,7 @@ function fattr4(x: Xdr, m: IdMap): { from: number; to: number; bytes: Buffer } |
       parts.push(v.b.subarray(from, before), xdrString(mapped));
       from = v.at;
     } else {
-      skipAttr(v, bit);
+      skipFattr4Attr(v, bit);
     }
   }
   parts.push(v.b.subarray(from));
@@ -414,7 +381,7 @@ function xdrString(s: string): Buffer {
 }
 
 /** Skips the rest of one operation's successful result (after its status). False: an operation this walker does not know. */
-function skipResult(op: number, x: Xdr, m: IdMap, edits: { from: number; to: number; bytes: Buffer }[]): boolean {
+function skipResult(op: number, x: XdrReader, m: IdMap, edits: { from: number; to: number; bytes: Buffer }[]): boolean {
   const changeInfo = (): void => x.skip(20);
   const bitmap = (): void => {
     const n = x.u32();
@@ -566,7 +533,7 @@ function skipResult(op: number, x: Xdr, m: IdMap, edits: { from: number; to: num
  * unmapped. `walked`: results read, the failed one included.
  */
 export function mapCompound4(res: Buffer, m: IdMap): { res: Buffer; partial: boolean; walked: number } | ProtocolError {
-  const x = new Xdr(res, 0);
+  const x = new XdrReader(res, 0);
   const edits: { from: number; to: number; bytes: Buffer }[] = [];
   let partial = false;
   let walked = 0;
@@ -593,7 +560,7 @@ export function mapCompound4(res: Buffer, m: IdMap): { res: Buffer; partial: boo
       }
     }
   } catch (e) {
-    if (e instanceof Short) {
+    if (e instanceof XdrShort) {
       return bad('NFSv4 COMPOUND reply does not parse');
     }
     throw e;

@@ -10,6 +10,8 @@
  * splits its I/O and every request fits. Pure.
  */
 import { ProtocolError } from '../errors';
+import { skipFattr4Attr } from './nfs-ids';
+import { XdrReader, XdrShort } from './xdr-reader';
 
 /**
  * The largest READ or WRITE the gateway lets a client negotiate: 1 MiB,
@@ -62,100 +64,8 @@ export function clampFsinfo3(res: Buffer, max = NFS_IO_MAX): number | ProtocolEr
   return n;
 }
 
-/** A forward reader that throws Short past the end; the clamp catches it. */
-class Short extends Error {}
-class Xdr {
-  constructor(
-    readonly b: Buffer,
-    public at: number,
-  ) {}
-  need(n: number): void {
-    if (this.at + n > this.b.length) {
-      throw new Short();
-    }
-  }
-  u32(): number {
-    this.need(4);
-    const v = this.b.readUInt32BE(this.at);
-    this.at += 4;
-    return v;
-  }
-  skip(n: number): void {
-    this.need(n);
-    this.at += n;
-  }
-  opaque(): void {
-    const n = this.u32();
-    this.skip(n + ((4 - (n % 4)) % 4));
-  }
-  bitmap(): number[] {
-    const n = this.u32();
-    if (n > 64) {
-      throw new Short();
-    }
-    const words: number[] = [];
-    for (let i = 0; i < n; i++) {
-      words.push(this.u32());
-    }
-    return words;
-  }
-}
-
-/** Skips the value of attribute `bit` (below 30) in a fattr4's attr_vals (RFC 7530 section 5.6, 5.7). */
-function skipAttr(x: Xdr, bit: number): void {
-  switch (bit) {
-    case 0: // supported_attrs
-      x.bitmap();
-      return;
-    case 3: // change
-    case 4: // size
-    case 20: // fileid
-    case 21: // files_avail
-    case 22: // files_free
-    case 23: // files_total
-    case 27: // maxfilesize
-      x.skip(8);
-      return;
-    case 8: // fsid: major, minor
-      x.skip(16);
-      return;
-    case 12: {
-      // acl: nfsace4<> (type, flag, access mask, who)
-      const n = x.u32();
-      for (let i = 0; i < n; i++) {
-        x.skip(12);
-        x.opaque();
-      }
-      return;
-    }
-    case 19: // filehandle
-      x.opaque();
-      return;
-    case 24: {
-      // fs_locations: fs_root (pathname4), locations<> (servers<>, rootpath)
-      const path = (): void => {
-        const n = x.u32();
-        for (let i = 0; i < n; i++) {
-          x.opaque();
-        }
-      };
-      path();
-      const n = x.u32();
-      for (let i = 0; i < n; i++) {
-        path();
-        path();
-      }
-      return;
-    }
-    default:
-      // type, fh_expire_type, lease_time, rdattr_error, aclsupport, maxlink,
-      // maxname (uint32) and the booleans: one word each.
-      x.skip(4);
-  }
-}
-
 /** A fattr4 at the cursor: maxread and maxwrite lowered in place. Returns how many changed. */
-function clampFattr4(x: Xdr, max: number): number {
+function clampFattr4(x: XdrReader, max: number): number {
   const words = x.bitmap();
   const len = x.u32();
   const end = x.at + len;
@@ -165,7 +75,7 @@ function clampFattr4(x: Xdr, max: number): number {
     x.at = end + ((4 - (len % 4)) % 4);
     return 0;
   }
-  const vals = new Xdr(x.b.subarray(0, end), x.at);
+  const vals = new XdrReader(x.b.subarray(0, end), x.at);
   let n = 0;
   for (let bit = 0; bit < 32; bit++) {
     if ((w0 & (1 << bit)) === 0) {
@@ -176,7 +86,7 @@ function clampFattr4(x: Xdr, max: number): number {
       n += clamp64(x.b, vals.at, max) ? 1 : 0;
       vals.at += 8;
     } else {
-      skipAttr(vals, bit);
+      skipFattr4Attr(vals, bit);
     }
   }
   x.at = end + ((4 - (len % 4)) % 4);
@@ -184,7 +94,7 @@ function clampFattr4(x: Xdr, max: number): number {
 }
 
 /** Skips one operation's successful result, for the operations a compound puts before a GETATTR; false for the others. */
-function skipResult(op: number, x: Xdr): boolean {
+function skipResult(op: number, x: XdrReader): boolean {
   switch (op) {
     case 7: // DELEGPURGE
     case 8: // DELEGRETURN
@@ -225,7 +135,7 @@ function skipResult(op: number, x: Xdr): boolean {
  * many values changed.
  */
 export function clampCompound4(res: Buffer, max = NFS_IO_MAX): number | ProtocolError {
-  const x = new Xdr(res, 0);
+  const x = new XdrReader(res, 0);
   let n = 0;
   try {
     x.skip(4); // status
@@ -243,7 +153,7 @@ export function clampCompound4(res: Buffer, max = NFS_IO_MAX): number | Protocol
       }
     }
   } catch (e) {
-    if (e instanceof Short) {
+    if (e instanceof XdrShort) {
       return bad('NFSv4 COMPOUND reply does not parse');
     }
     throw e;
