@@ -778,8 +778,8 @@ const configTarget: Target = {
       throw err;
     }
     check((r.config === null) === (r.problems.length > 0), `validateConfig: config ${r.config === null ? 'null' : 'set'} with ${r.problems.length} problems`);
-    for (const p of [...r.problems, ...r.warnings]) {
-      check(typeof p.code === 'string' && p.code.startsWith('SGW_ERR_') && typeof p.message === 'string' && typeof p.pointer === 'string', `validateConfig: problem shape ${JSON.stringify(p).slice(0, 200)}`);
+    for (const [p, prefix] of [...r.problems.map((x) => [x, 'SGW_ERR_'] as const), ...r.warnings.map((x) => [x, 'SGW_WARN_'] as const)]) {
+      check(typeof p.code === 'string' && p.code.startsWith(prefix) && typeof p.message === 'string' && typeof p.pointer === 'string', `validateConfig: problem shape ${JSON.stringify(p).slice(0, 200)}`);
     }
   },
 };
