@@ -102,7 +102,7 @@ export async function runPynfsPlane(plane: Plane, outDir: string): Promise<Plane
         fs.rmSync(host, { recursive: true, force: true });
       }
     }
-  });
+  }, path.join(outDir, `${plane}-sharegwd.log`));
   return result;
 }
 

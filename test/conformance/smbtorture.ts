@@ -7,6 +7,7 @@
  * "skip: x [", "error: x ["). Used by the integration test (a subset)
  * and by `npm run conformance` (all of smb2, time-boxed per test).
  */
+import * as fs from 'node:fs';
 import { LabDaemon, NS, run } from '../helpers/lab';
 
 export type Plane = 'direct' | 'kernel' | 'proxy';
@@ -42,7 +43,7 @@ async function torture(tests: readonly string[], perTestMs: number): Promise<Out
  * real daemon in that plane with the lab's config. The lab lock must be
  * held by the caller.
  */
-export async function withPlane<T>(plane: Plane, fn: () => Promise<T>): Promise<T> {
+export async function withPlane<T>(plane: Plane, fn: () => Promise<T>, logTo?: string): Promise<T> {
   if (plane === 'direct') {
     const add = await run('ip', ['addr', 'add', '169.254.1.1', 'peer', '169.254.1.2/32', 'dev', 'sgwt-g1'], { ns: NS.gw });
     if (add.code !== 0) {
@@ -59,6 +60,10 @@ export async function withPlane<T>(plane: Plane, fn: () => Promise<T>): Promise<
     await d.start();
     return await fn();
   } finally {
+    if (logTo !== undefined) {
+      // The daemon's log goes with its temp dir: keep it for the report.
+      fs.writeFileSync(logTo, d.log());
+    }
     await d.dispose();
   }
 }
