@@ -97,6 +97,18 @@ export function pynfsDifferences(direct: PynfsOutcomes, other: PynfsOutcomes): P
     .map((k) => ({ key: k, name: direct[k]?.name ?? other[k]?.name ?? '', direct: direct[k] ?? null, other: other[k] ?? null }));
 }
 
+// Each run works in its own directory (pynfs-<plane>-<suite>-<pid>), which
+// pynfs names in some messages.
+const normal = (msg: string): string => msg.replace(/pynfs-\w+-[\d.]+-\d+/g, 'pynfs-DIR');
+
+/** Tests with the same result as direct but another message (e.g. the error on another operation). */
+export function pynfsMessageChanges(direct: PynfsOutcomes, other: PynfsOutcomes): PynfsDifference[] {
+  return Object.keys(direct)
+    .sort()
+    .filter((k) => other[k] !== undefined && direct[k]?.result === other[k]?.result && normal(direct[k]?.msg ?? '') !== normal(other[k]?.msg ?? ''))
+    .map((k) => ({ key: k, name: direct[k]?.name ?? '', direct: direct[k] ?? null, other: other[k] ?? null }));
+}
+
 /** A markdown table of the totals per plane and suite. */
 export function pynfsTable(runs: readonly PlaneRun[]): string {
   const lines = ['| plane | suite | tests | PASS | WARN | FAIL | OMIT | other | time |', '|---|---|---:|---:|---:|---:|---:|---:|---:|'];
@@ -127,6 +139,10 @@ export function pynfsReport(runs: readonly PlaneRun[]): string {
     const d = pynfsDifferences(direct.outcomes, r.outcomes);
     const rows = d.map((x) => `- \`${x.key}\` ${x.name}: direct ${show(x.direct)}; ${r.plane} ${show(x.other)}`);
     parts.push([`### ${r.plane} vs direct: ${d.length} differences`, ...rows].join('\n'));
+    const m = pynfsMessageChanges(direct.outcomes, r.outcomes);
+    if (m.length > 0) {
+      parts.push([`Same result, other message (${r.plane}):`, ...m.map((x) => `- \`${x.key}\` ${x.name}: direct ${show(x.direct)}; ${r.plane} ${show(x.other)}`)].join('\n'));
+    }
   }
   return `${parts.join('\n\n')}\n`;
 }

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import t from 'tap';
-import { outcomeClass, parsePynfs, pynfsDifferences, pynfsReport, pynfsTable } from '../conformance/pynfs-report';
+import { outcomeClass, parsePynfs, pynfsDifferences, pynfsMessageChanges, pynfsReport, pynfsTable } from '../conformance/pynfs-report';
 import type { PlaneRun } from '../conformance/pynfs-report';
 
 const FIX = path.resolve(__dirname, '../../../test/fixtures/pynfs');
@@ -69,4 +69,11 @@ t.test('pynfsTable() and pynfsReport() total per plane and suite and explain eac
   t.match(report, /### proxy vs direct: 2 differences/);
   t.match(report, /`4\.0\/LOOK4` st_lookup\.testLongName: direct PASS; proxy FAILURE \(LOOKUP with very long component should return NFS4ERR_NAMETOOLONG, instead got NFS4ERR_ACCESS\)/);
   t.match(pynfsReport(runs.slice(1)), /No direct run/);
+  t.notMatch(report, /Same result, other message/, 'no message changed');
+});
+
+t.test('pynfsMessageChanges() lists same-result tests whose message changed, ignoring the run directory', async (t) => {
+  const a = { '4.1/SEQ6': { name: 'st_sequence.testRequestTooBig', result: 'FAILURE', msg: 'OP_LOOKUP should return NFS4ERR_REQ_TOO_BIG, instead got NFS4ERR_NAMETOOLONG' }, '4.0/RD5a': { name: 'st_read.testVeryLargeOffset', result: 'FAILURE', msg: "Reading file /b'export/acme/pynfs-direct-4.0-3139/tree/file' failed" } };
+  const b = { '4.1/SEQ6': { ...a['4.1/SEQ6'], msg: 'OP_PUTROOTFH should return NFS4ERR_REQ_TOO_BIG, instead got NFS4ERR_ACCESS' }, '4.0/RD5a': { ...a['4.0/RD5a'], msg: "Reading file /b'export/acme/pynfs-proxy-4.0-3286/tree/file' failed" } };
+  t.same(pynfsMessageChanges(a, b).map((x) => x.key), ['4.1/SEQ6']);
 });
