@@ -42,6 +42,11 @@ import type { ProtocolError } from '../errors';
 import { ID_WINDOW, sattrIds } from './nfs-ids';
 import { compoundReply, NFS4_NAME_MAX, NFS4_OPS, NFS4ERR_ACCESS, NFS4ERR_BADXDR, NFS4ERR_INVAL, NFS4ERR_NAMETOOLONG, NFS4ERR_OP_ILLEGAL, NFS4ERR_PERM, NFS4ERR_REQ_TOO_BIG, NFS4ERR_RESOURCE, NFS4ERR_ROFS, OP_ILLEGAL, OP_SEQUENCE, walkCompound } from './nfs4';
 import type { CompoundWalk } from './nfs4';
+
+/** The highest NFSv4 minor version (RFC 7862, 4.2). */
+const NFS4_MINOR_MAX = 2;
+/** RFC 7530 section 13.1.7.4 / RFC 8881 section 15.1.5.4. */
+const NFS4ERR_MINOR_VERS_MISMATCH = 10021;
 import { acceptedReply, authErrorReply, AUTH_TOOWEAK, decodeString, PROG_MOUNT, PROG_NFS } from './rpc';
 import type { Pieces, RpcCall } from './rpc';
 
@@ -69,7 +74,7 @@ export interface NfsPolicy {
 }
 
 /** Why the gateway answered or refused; stable values (metrics, access log). */
-export type NfsAction = 'rofs' | 'uid-range' | 'mount-denied' | 'export-list' | 'owner-set' | 'bad-name' | 'op-illegal' | 'badxdr' | 'too-big';
+export type NfsAction = 'rofs' | 'uid-range' | 'mount-denied' | 'export-list' | 'owner-set' | 'bad-name' | 'op-illegal' | 'badxdr' | 'too-big' | 'minor-version';
 
 /**
  * A compound refused at operation k > 0: the stream sends operations
@@ -274,6 +279,12 @@ export function judgeCall(call: RpcCall, rec: Buffer, policy: NfsPolicy, whole?:
     if (!checked) {
       // No policy: the walk (of the head) only finds a GETATTR of the limits.
       return { action: 'forward', patches, ...(w.asksLimits ? { limits: 'getattr4' as const } : {}) };
+    }
+    if (w.minorVersion > NFS4_MINOR_MAX) {
+      // A minor version no RFC defines: its operations cannot be judged, and a
+      // server answers it without running any (RFC 8881 section 16.2.3:
+      // NFS4ERR_MINOR_VERS_MISMATCH, no results), so the gateway does the same.
+      return { action: 'answer', reply: acceptedReply(call.xid, compoundReply(w.tag, NFS4ERR_MINOR_VERS_MISMATCH, [])), reason: 'minor-version', detail: `NFSv4.${w.minorVersion} is not a minor version the gateway can inspect` };
     }
     let first = compoundRefusal(w, policy.readOnly, granted, offset !== null);
     if (w.stop?.why === 'short' && (first === null || first.index > w.stop.index)) {

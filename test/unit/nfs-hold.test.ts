@@ -167,6 +167,19 @@ t.test('judgeCall() answers an operation code no version defines with OP_ILLEGAL
   }
 });
 
+t.test('judgeCall() answers a minor version past 4.2 as a server does: NFS4ERR_MINOR_VERS_MISMATCH, no results, nothing forwarded', async (t) => {
+  for (const ops of [[{ op: 9999, args: Buffer.alloc(0) }], [PUTROOTFH, lookup('export')]]) {
+    const st = new RpcStream(GRANTED);
+    const r = feed(st, 'fromGuest', [fragments(compoundCall(16, 50, ops))]);
+    t.same(r.backend, [], 'nothing reaches the server');
+    t.same(r.answered, ['minor-version']);
+    t.same(decodeCompound(records(Buffer.concat(r.guest))[0] as Buffer), { xid: 16, status: 10021, results: [] }, `minor version 50 with ${ops.length} operations`);
+  }
+  const st = new RpcStream(GRANTED);
+  const r = feed(st, 'fromGuest', [fragments(compoundCall(17, 2, [PUTROOTFH, lookup('export')]))]);
+  t.same(r.answered, [], '4.2 is judged as before');
+});
+
 t.test('walkCompound() walks every operation of v4.0, 4.1 and 4.2 (with xattrs), each followed by another', async (t) => {
   const z = (n: number): Buffer => Buffer.alloc(n);
   const bitmap = Buffer.concat([u32(2), u32(1 << 4), u32(0)]);
