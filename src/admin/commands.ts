@@ -9,7 +9,7 @@ import { ADMIN_ERRORS } from './protocol';
 import type { ExplainRequest, FlowsRequest } from './protocol';
 
 /**
- * The daemon's answers to `flows` and `explain`, kept out of daemon.ts so
+ * The daemon's answers to `flows` and `explain`, kept out of daemon/index.ts so
  * they can be tested without one. No I/O of their own: the kernel flow
  * listing is passed in.
  */
