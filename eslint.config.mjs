@@ -44,6 +44,7 @@ export default tseslint.config(
         'error',
         { selector: "CallExpression[callee.name='require']", message: 'only src/native/ loads modules at run time (native code: ADR 0010)' },
         { selector: "MemberExpression[property.name='_handle']", message: "only src/native/ reaches a socket's handle (ADR 0010)" },
+        { selector: "ImportExpression[source.value=/^(node:)?child_process$/]", message: 'only src/host/exec.ts spawns processes (ADR 0013): use a src/host/ wrapper' },
       ],
     },
   },
