@@ -112,10 +112,18 @@ class LineSplitter {
 export function run(spec: ExecSpec): Promise<ExecResult> {
   return new Promise((resolve) => {
     const env = spec.env === undefined ? {} : { env: spec.env };
-    const child =
-      spec.input === undefined
-        ? spawn(spec.file, spec.args, { stdio: ['ignore', 'pipe', 'pipe'], ...env })
-        : spawn(spec.file, spec.args, { stdio: ['pipe', 'pipe', 'pipe'], ...env });
+    let child;
+    try {
+      child =
+        spec.input === undefined
+          ? spawn(spec.file, spec.args, { stdio: ['ignore', 'pipe', 'pipe'], ...env })
+          : spawn(spec.file, spec.args, { stdio: ['pipe', 'pipe', 'pipe'], ...env });
+    } catch (error) {
+      // Node throws, rather than emitting 'error', for arguments it refuses
+      // (a NUL byte in an argument): still a command that could not start.
+      resolve({ kind: 'spawn-failed', error: error as NodeJS.ErrnoException });
+      return;
+    }
     const killSignal = spec.killSignal ?? 'SIGKILL';
     let settled = false;
     let timedOut = false;

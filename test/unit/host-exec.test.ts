@@ -72,3 +72,8 @@ t.test('spawnStream().stop() ends the stream', async (t) => {
   });
   t.equal(code, null);
 });
+
+t.test('run() reports spawn-failed, not a rejection, when Node refuses the arguments', async (t) => {
+  const r = await run({ file: '/bin/echo', args: ['a\0b'], timeoutMs: 10_000 });
+  t.equal(r.kind, 'spawn-failed');
+});
