@@ -2,10 +2,10 @@
 import tseslint from 'typescript-eslint';
 import n from 'eslint-plugin-n';
 
-const io = ['node:child_process', 'node:fs', 'node:fs/promises', 'node:net', 'node:dgram', 'node:http', 'node:https'];
+const io = ['node:child_process', 'child_process', 'node:fs', 'node:fs/promises', 'node:net', 'node:dgram', 'node:http', 'node:https'];
 const pureImports = {
   paths: io.map((name) => ({ name, message: 'pure layer: no I/O here (STYLE.md, ADR 0001)' })),
-  patterns: [{ group: ['**/dataplane/kernel/restore', '**/tunnels/*', '**/admin/*', '**/daemon'], message: 'pure layer: no I/O modules' }],
+  patterns: [{ group: ['**/host/*', '**/tunnels/*', '**/admin/*', '**/daemon'], message: 'pure layer: no I/O modules' }],
 };
 
 export default tseslint.config(
@@ -24,9 +24,16 @@ export default tseslint.config(
     },
   },
   {
+    // Processes are started in src/host/exec.ts only; everything else calls
+    // its wrappers (host/{iptables,iproute,conntrack,systemd-notify}.ts, ADR 0013).
     files: ['src/**/*.ts'],
-    ignores: ['src/dataplane/kernel/restore.ts', 'src/dataplane/kernel/conntrack.ts', 'src/dataplane/kernel/flow-events.ts', 'src/tunnels/host.ts', 'src/daemon/notify.ts'],
-    rules: { 'no-restricted-imports': ['error', { paths: [{ name: 'node:child_process', message: 'only dataplane/kernel/{restore,conntrack}.ts, tunnels/host.ts and daemon/notify.ts (systemd-notify) run host commands' }] }] },
+    ignores: ['src/host/exec.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { paths: ['node:child_process', 'child_process'].map((name) => ({ name, message: 'only src/host/exec.ts spawns processes (ADR 0013): use a src/host/ wrapper' })) },
+      ],
+    },
   },
   {
     // Native code is loaded, and sockets' file descriptors reached, in src/native/ only (ADR 0010).
@@ -37,6 +44,7 @@ export default tseslint.config(
         'error',
         { selector: "CallExpression[callee.name='require']", message: 'only src/native/ loads modules at run time (native code: ADR 0010)' },
         { selector: "MemberExpression[property.name='_handle']", message: "only src/native/ reaches a socket's handle (ADR 0010)" },
+        { selector: "ImportExpression[source.value=/^(node:)?child_process$/]", message: 'only src/host/exec.ts spawns processes (ADR 0013): use a src/host/ wrapper' },
       ],
     },
   },

@@ -1,6 +1,5 @@
-import { execFile } from 'node:child_process';
-import { NotifyError } from '../errors';
-import type { NotifyErrorCode } from '../errors';
+import type { NotifyError, NotifyErrorCode } from '../errors';
+import { runSystemdNotify } from '../host/systemd-notify';
 import type { Counters } from '../observability/counters';
 import type { Logger } from '../observability/logger';
 import { countFallback, nativeNotifyTransport } from '../native';
@@ -248,23 +247,13 @@ class QueueNotifier implements Notifier {
    * processed the message, so the sender is still alive to be attributed
    * to the unit when credentials could not be faked (NotifyAccess=all).
    */
-  private runCommand(assignments: string[]): Promise<void> {
-    return new Promise((resolve) => {
-      const args = [`--pid=${this.pid}`, ...assignments];
-      execFile(
-        this.command,
-        args,
-        { env: this.childEnv, timeout: this.timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024, windowsHide: true },
-        (err, _stdout, stderr) => {
-          if (err === null) {
-            this.succeeded();
-          } else {
-            this.failedWith(classify(this.command, err, String(stderr), this.timeoutMs), assignments);
-          }
-          resolve();
-        },
-      );
-    });
+  private async runCommand(assignments: string[]): Promise<void> {
+    const failure = await runSystemdNotify(this.command, [`--pid=${this.pid}`, ...assignments], this.childEnv, this.timeoutMs);
+    if (failure === null) {
+      this.succeeded();
+    } else {
+      this.failedWith(failure, assignments);
+    }
   }
 
   private succeeded(): void {
@@ -295,17 +284,4 @@ function statusOf(text: string | undefined): string[] {
     return [];
   }
   return [`STATUS=${text.replace(/\p{Cc}/gu, ' ').slice(0, MAX_STATUS_CHARS)}`];
-}
-
-function classify(command: string, err: Error, stderr: string, timeoutMs: number): NotifyError {
-  const e = err as Error & { code?: unknown; killed?: boolean; signal?: NodeJS.Signals | null };
-  if (typeof e.code === 'string') {
-    return new NotifyError('SGW_ERR_NOTIFY_SPAWN', `cannot run ${command}: ${e.code}`, { cause: err });
-  }
-  if (e.killed === true && e.code === null) {
-    return new NotifyError('SGW_ERR_NOTIFY_TIMEOUT', `${command} did not finish within ${timeoutMs} ms`, { cause: err });
-  }
-  const line = stderr.trim().split('\n').pop()?.slice(0, 300) ?? '';
-  const how = typeof e.code === 'number' ? `exited with ${e.code}` : `was killed by ${e.signal ?? 'a signal'}`;
-  return new NotifyError('SGW_ERR_NOTIFY_EXIT', `${command} ${how}${line === '' ? '' : `: ${line}`}`, { cause: err });
 }

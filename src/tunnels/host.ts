@@ -1,6 +1,5 @@
-import { execFile } from 'node:child_process';
-import * as fs from 'node:fs/promises';
-import { HostNetError } from '../errors';
+import { ipCommand as ip } from '../host/iproute';
+import { writeSysctl as sysctl } from '../host/sysctl';
 import type { GuestState } from '../model/desired';
 import type { LinkFacts } from './vet';
 
@@ -10,8 +9,8 @@ import type { LinkFacts } from './vet';
  * address as a point-to-point peer address (so many tunnels may share one
  * gateway IP), strict reverse-path filtering, and switch IPv6 off on it: the
  * data planes are IPv4 and a guest must not reach the host over link-local
- * IPv6 behind the rules' back. This module and kernel/restore.ts are the only
- * ones that run host commands.
+ * IPv6 behind the rules' back. The commands run through host/iproute.ts
+ * (so SGW_IP applies here too) and the settings through host/sysctl.ts.
  */
 
 /** Result of adopting one tunnel. */
@@ -20,29 +19,6 @@ export interface TunnelState {
   iface: string;
   present: boolean;
   error?: string;
-}
-
-function ip(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('ip', args, { timeout: 5000 }, (err, stdout, stderr) => {
-      if (err) {
-        reject(new HostNetError('SGW_ERR_HOSTNET_IP', `ip ${args.join(' ')}: ${stderr.trim() || err.message}`));
-      } else {
-        resolve(stdout);
-      }
-    });
-  });
-}
-
-async function sysctl(path: string, value: string): Promise<void> {
-  try {
-    const cur = (await fs.readFile(path, 'utf8')).trim();
-    if (cur !== value) {
-      await fs.writeFile(path, value);
-    }
-  } catch (err) {
-    throw new HostNetError('SGW_ERR_HOSTNET_SYSCTL', `cannot set ${path}=${value}: ${(err as Error).message}`);
-  }
 }
 
 interface IpAddrInfo {

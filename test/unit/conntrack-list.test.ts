@@ -46,7 +46,8 @@ async function failure(p: Promise<unknown>): Promise<{ isSgw: boolean; code: str
 }
 
 t.test('listFlows() runs conntrack -L -p tcp and parses a large, messy output', async (t) => {
-  const { listFlows, CONNTRACK } = await import('../../src/dataplane/kernel/conntrack');
+  const { listFlows } = await import('../../src/dataplane/kernel/conntrack');
+  const { CONNTRACK } = await import('../../src/host/conntrack');
   t.equal(CONNTRACK, fake);
   // About 500 KiB: many pipe chunks, lines split across them. An overlong
   // line (parseable, but no conntrack entry is 20 KiB) is dropped whole,

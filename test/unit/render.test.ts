@@ -2,7 +2,7 @@ import t from 'tap';
 import { chainName, hashKey, PREFIX } from '../../src/dataplane/kernel/chains';
 import { countersOf } from '../../src/dataplane/kernel/plane';
 import { proxyKey, renderCleanup, renderRules } from '../../src/dataplane/kernel/render';
-import { failureContext } from '../../src/dataplane/kernel/restore';
+import { failureContext } from '../../src/host/iptables';
 import { parseSave } from '../../src/dataplane/kernel/save-parse';
 import type { DesiredState } from '../../src/model/desired';
 import { compileDesired } from '../../src/policy/policy';

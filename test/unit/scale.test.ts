@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { renderCleanup, renderRules } from '../../src/dataplane/kernel/render';
-import { restoreTimeoutMs, RUN_TIMEOUT_MS } from '../../src/dataplane/kernel/restore';
+import { restoreTimeoutMs, RUN_TIMEOUT_MS } from '../../src/host/iptables';
 import { ownedFingerprint, parseSave } from '../../src/dataplane/kernel/save-parse';
 import { compileDesired } from '../../src/policy/policy';
 import { largeHostConfig } from '../../bench/src/large-host';

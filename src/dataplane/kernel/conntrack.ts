@@ -1,5 +1,4 @@
-import { spawn } from 'node:child_process';
-import { KernelApplyError } from '../../errors';
+import { conntrackDelete, conntrackGet, conntrackList } from '../../host/conntrack';
 import { parseIp } from '../../util/ip';
 
 /**
@@ -10,94 +9,16 @@ import { parseIp } from '../../util/ip';
  * IP -> backend:port) then leaves the backend's next packet, addressed to the
  * domain's source IP, without a NAT entry: the gateway's own stack resets
  * it. It also keeps an idle revoked flow from resuming if the grant comes
- * back. Listing flows for `sharegw flows` lives here too. With
- * kernel/restore.ts and tunnels/host.ts, the only modules that run host
- * commands.
+ * back. Listing flows for `sharegw flows` lives here too. The tool itself
+ * runs through host/conntrack.ts; this module builds its arguments and
+ * parses its lines.
  */
-
-/** Overridable binary (tests may point it at a failing one). */
-export const CONNTRACK = process.env['SGW_CONNTRACK'] ?? 'conntrack';
 
 /** One original tuple to forget: TCP from `src` to `dst`:`dport`. */
 export interface FlowTuple {
   src: string;
   dst: string;
   dport: number;
-}
-
-/** How long one conntrack run may take before it is killed. */
-const RUN_TIMEOUT_MS = 30_000;
-/** Longer stdout lines are no conntrack entries (those are < 1 KiB): dropped unread. */
-const MAX_LINE_CHARS = 16 * 1024;
-
-/**
- * Runs conntrack; `onLine` (when given) gets each stdout line as it
- * arrives, so a large table is never held as one string. An exception
- * from `onLine` kills the child and rejects instead of escaping into the
- * event loop.
- */
-function run(args: string[], onLine?: (line: string) => void): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(CONNTRACK, args, { stdio: ['ignore', onLine === undefined ? 'ignore' : 'pipe', 'pipe'] });
-    // Bounded like iptables in restore.ts: a hung child must not hang the
-    // daemon. Our own timer, not spawn's `timeout`: Node leaves that one
-    // pending when the spawn itself fails (ENOENT).
-    const timer = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT_MS);
-    let stderr = '';
-    let failed: { err: unknown } | null = null;
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-      if (stderr.length < MAX_LINE_CHARS) {
-        stderr += d; // Only the first line is reported.
-      }
-    });
-    if (onLine !== undefined && child.stdout !== null) {
-      let rest = '';
-      let overlong = false;
-      const feed = (line: string): void => {
-        if (failed !== null) {
-          return;
-        }
-        try {
-          onLine(line);
-        } catch (err) {
-          failed = { err };
-          child.kill('SIGKILL');
-        }
-      };
-      child.stdout.setEncoding('utf8').on('data', (d: string) => {
-        const parts = (rest + d).split('\n');
-        rest = parts.pop() ?? '';
-        for (const line of parts) {
-          if (overlong) {
-            overlong = false; // The tail of a dropped line.
-          } else if (line.length <= MAX_LINE_CHARS) {
-            feed(line);
-          }
-        }
-        if (rest.length > MAX_LINE_CHARS) {
-          rest = '';
-          overlong = true;
-        }
-      });
-      child.stdout.on('end', () => {
-        if (rest !== '' && !overlong && rest.length <= MAX_LINE_CHARS) {
-          feed(rest);
-        }
-      });
-    }
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (failed !== null) {
-        reject(failed.err);
-      } else {
-        resolve({ code, signal, stderr });
-      }
-    });
-  });
 }
 
 /**
@@ -107,18 +28,7 @@ function run(args: string[], onLine?: (line: string) => void): Promise<{ code: n
 export async function deleteFlows(tuples: readonly FlowTuple[]): Promise<number> {
   let deleted = 0;
   for (const t of tuples) {
-    let r;
-    try {
-      r = await run(['-D', '-p', 'tcp', '--orig-src', t.src, '--orig-dst', t.dst, '--dport', String(t.dport)]);
-    } catch (err) {
-      throw new KernelApplyError('SGW_ERR_CONNTRACK_FAILED', `cannot run ${CONNTRACK}: ${(err as Error).message}`, { exitCode: null, stderr: '' });
-    }
-    const m = /(\d+) flow entries have been deleted/.exec(r.stderr);
-    if (m !== null) {
-      deleted += Number(m[1]);
-      continue;
-    }
-    throw new KernelApplyError('SGW_ERR_CONNTRACK_FAILED', `${CONNTRACK} exited ${String(r.code)}: ${r.stderr.trim().split('\n')[0] ?? ''}`, { exitCode: r.code, stderr: r.stderr });
+    deleted += await conntrackDelete(['-p', 'tcp', '--orig-src', t.src, '--orig-dst', t.dst, '--dport', String(t.dport)]);
   }
   return deleted;
 }
@@ -276,24 +186,12 @@ export function parseConntrackList(text: string): KernelFlow[] {
  */
 export async function listFlows(keep: (f: KernelFlow) => boolean = () => true): Promise<KernelFlow[]> {
   const flows: KernelFlow[] = [];
-  let r;
-  try {
-    r = await run(['-L', '-p', 'tcp'], (line) => {
-      const f = parseLine(line);
-      if (f !== null && keep(f)) {
-        flows.push(f);
-      }
-    });
-  } catch (err) {
-    // Spawn failures carry the syscall; anything else came from `keep`.
-    const spawnFailed = typeof (err as NodeJS.ErrnoException).syscall === 'string';
-    const what = spawnFailed ? `cannot run ${CONNTRACK}` : `reading ${CONNTRACK} -L output failed`;
-    throw new KernelApplyError('SGW_ERR_CONNTRACK_FAILED', `${what}: ${(err as Error).message}`, { exitCode: null, stderr: '' });
-  }
-  if (r.code !== 0) {
-    const why = r.signal !== null ? `was killed (${r.signal}; the limit is ${RUN_TIMEOUT_MS / 1000} s)` : `exited ${String(r.code)}: ${r.stderr.trim().split('\n')[0] ?? ''}`;
-    throw new KernelApplyError('SGW_ERR_CONNTRACK_FAILED', `${CONNTRACK} -L ${why}`, { exitCode: r.code, stderr: r.stderr });
-  }
+  await conntrackList(['-p', 'tcp'], (line) => {
+    const f = parseLine(line);
+    if (f !== null && keep(f)) {
+      flows.push(f);
+    }
+  });
   return flows;
 }
 
@@ -307,12 +205,8 @@ export async function getFlow(src: string, dst: string, sport: number, dport: nu
   // A lookup is per zone (zone 0 unless told): flows of a domain with its
   // own egress live in that domain's zone (ADR 0011).
   const inZone = zone === undefined ? [] : ['-w', String(zone)];
-  try {
-    await run(['-G', '-p', 'tcp', '-s', src, '-d', dst, '--sport', String(sport), '--dport', String(dport), ...inZone], (line) => {
-      found ??= parseLine(line);
-    });
-  } catch {
-    return null;
-  }
+  await conntrackGet(['-p', 'tcp', '-s', src, '-d', dst, '--sport', String(sport), '--dport', String(dport), ...inZone], (line) => {
+    found ??= parseLine(line);
+  });
   return found;
 }

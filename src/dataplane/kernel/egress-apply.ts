@@ -1,7 +1,7 @@
 import type { DesiredState } from '../../model/desired';
 import { diffEgress, EGRESS_PROTO, parseEgress, renderEgress, renderEgressCleanup, routeKey, ruleKey } from './egress';
 import type { EgressSpec } from './egress';
-import { ipBatch, ipJson } from './restore';
+import { ipBatch, ipJson } from '../../host/iproute';
 
 /** What one egress apply did. */
 export interface EgressReport {

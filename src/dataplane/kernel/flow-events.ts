@@ -1,14 +1,13 @@
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { CONNTRACK, parseConntrackList } from './conntrack';
+import { conntrackEvents } from '../../host/conntrack';
+import type { StreamHandle } from '../../host/exec';
+import { parseConntrackList } from './conntrack';
 import type { KernelFlow } from './conntrack';
 
 /**
  * Kernel-plane flow events for the access log: `conntrack -E` streams every
  * new, updated and destroyed TCP entry of this namespace. Only flows the
- * rules accepted appear (a rejected SYN's entry is never confirmed). With
- * kernel/restore.ts, conntrack.ts and tunnels/host.ts, one of the modules
- * that run host commands.
+ * rules accepted appear (a rejected SYN's entry is never confirmed). The
+ * tool runs through host/conntrack.ts.
  */
 
 export type FlowEventType = 'new' | 'update' | 'destroy';
@@ -43,7 +42,7 @@ export function parseEvent(line: string): FlowEvent | null {
  * Restarts the tool (after a second) if it exits, until stop().
  */
 export class FlowEvents {
-  private child: ChildProcess | null = null;
+  private child: StreamHandle | null = null;
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
 
@@ -56,37 +55,24 @@ export class FlowEvents {
     if (this.stopped) {
       return;
     }
-    const child = spawn(CONNTRACK, ['-E', '-p', 'tcp'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    let buf = '';
-    let stderr = '';
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        const e = parseEvent(buf.slice(0, nl));
-        buf = buf.slice(nl + 1);
+    this.child = conntrackEvents(
+      ['-p', 'tcp'],
+      (line) => {
+        const e = parseEvent(line);
         if (e !== null) {
           this.onEvent(e);
         }
-      }
-      if (buf.length > 16_384) {
-        buf = ''; // a runaway line: drop it rather than grow without bound
-      }
-    });
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-      stderr = (stderr + d).slice(-2000);
-    });
-    child.on('error', () => undefined); // reported through 'close'
-    child.on('close', (code) => {
-      this.child = null;
-      if (this.stopped) {
-        return;
-      }
-      this.onExit(code, stderr.trim());
-      this.timer = setTimeout(() => this.start(), 1000);
-      this.timer.unref();
-    });
+      },
+      (code, stderr) => {
+        this.child = null;
+        if (this.stopped) {
+          return;
+        }
+        this.onExit(code, stderr);
+        this.timer = setTimeout(() => this.start(), 1000);
+        this.timer.unref();
+      },
+    );
   }
 
   stop(): void {
@@ -94,6 +80,6 @@ export class FlowEvents {
     if (this.timer !== null) {
       clearTimeout(this.timer);
     }
-    this.child?.kill('SIGTERM');
+    this.child?.stop();
   }
 }

@@ -2,7 +2,7 @@ import type { DesiredState } from '../../model/desired';
 import { PREFIX } from './chains';
 import { ownedTunnels, renderCleanup, renderRules } from './render';
 import type { OwnedTunnel } from './render';
-import { restoreRules, saveRuleset } from './restore';
+import { restoreRules, saveRuleset } from '../../host/iptables';
 import { ownedFingerprint, parseSave, ruleChain } from './save-parse';
 import type { SavedRuleset } from './save-parse';
 
