@@ -18,7 +18,8 @@
  *
  * Encrypted messages are opaque: a TREE_CONNECT inside one is not seen.
  * What applies then is the backend's own access control (the domain's
- * source IP, Manila's access rules); see docs/conformance.md and README.
+ * source IP, Manila's access rules); see docs/conformance.md and
+ * docs/configuration.md (SMB policy).
  */
 import type { ProtocolError } from '../errors';
 import { Command, compoundOffsets, DIALECTS, decodeHeader, dialectName, kindOf, negotiateRequestDialects, negotiateResponseDialect, SMB2_HEADER, SMB_HEAD_MAX, STATUS_SUCCESS, treeConnectPath } from './smb2';

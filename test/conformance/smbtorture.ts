@@ -7,6 +7,7 @@
  * "skip: x [", "error: x ["). Used by the integration test (a subset)
  * and by `npm run conformance` (all of smb2, time-boxed per test).
  */
+import * as fs from 'node:fs';
 import { LabDaemon, NS, run } from '../helpers/lab';
 
 export type Plane = 'direct' | 'kernel' | 'proxy';
@@ -36,15 +37,20 @@ async function torture(tests: readonly string[], perTestMs: number): Promise<Out
   return out;
 }
 
-/** Runs `tests` on one plane; the lab lock must be held by the caller. */
-export async function runPlane(plane: Plane, tests: readonly string[], perTestMs = 120_000): Promise<Outcomes> {
+/**
+ * Runs `fn` with guest 1 reaching the lab's backends through `plane`: direct
+ * (the gateway namespace routes the tunnel, no sharegwd, no rules) or the
+ * real daemon in that plane with the lab's config. The lab lock must be
+ * held by the caller.
+ */
+export async function withPlane<T>(plane: Plane, fn: () => Promise<T>, logTo?: string): Promise<T> {
   if (plane === 'direct') {
     const add = await run('ip', ['addr', 'add', '169.254.1.1', 'peer', '169.254.1.2/32', 'dev', 'sgwt-g1'], { ns: NS.gw });
     if (add.code !== 0) {
       throw new Error(`routed baseline: ${add.stderr}`);
     }
     try {
-      return await torture(tests, perTestMs);
+      return await fn();
     } finally {
       await run('ip', ['-4', 'addr', 'flush', 'dev', 'sgwt-g1'], { ns: NS.gw });
     }
@@ -52,10 +58,19 @@ export async function runPlane(plane: Plane, tests: readonly string[], perTestMs
   const d = new LabDaemon({ plane });
   try {
     await d.start();
-    return await torture(tests, perTestMs);
+    return await fn();
   } finally {
+    if (logTo !== undefined) {
+      // The daemon's log goes with its temp dir: keep it for the report.
+      fs.writeFileSync(logTo, d.log());
+    }
     await d.dispose();
   }
+}
+
+/** Runs `tests` on one plane; the lab lock must be held by the caller. */
+export function runPlane(plane: Plane, tests: readonly string[], perTestMs = 120_000): Promise<Outcomes> {
+  return withPlane(plane, () => torture(tests, perTestMs));
 }
 
 /** Cases whose outcome through `plane` differs from direct. */

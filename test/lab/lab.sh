@@ -120,7 +120,7 @@ pid_ok() {
 
 listening() {   # ns port
     local ns=$1 port=$2
-    ip netns exec "$ns" ss -Hltn "sport = :$port" 2>/dev/null | grep -q .
+    ip netns exec "$ns" ss -Hltn "sport = :$port" 2>/dev/null | grep . >/dev/null
 }
 
 wait_listen() { # ns port name timeout_s
@@ -387,17 +387,22 @@ start_backend() {
 }
 
 # ---------------------------------------------------------------- health
+# Health checks read a command's whole output (grep without -q): `grep -q`
+# exits at the first match, the command then dies of SIGPIPE on its next
+# write, and pipefail turns that into "unhealthy" at random (seen with
+# `ip addr show dev vb`, whose inet6 lines follow the matched one): lab.sh up
+# then tore down a healthy lab.
 topology_ok() {
     local ns i
     for ns in $ALL_NS; do ns_exists "$ns" || return 1; done
     for i in 1 2; do
-        ip -n "sgwlab-g$i" -br addr show dev tun0 2>/dev/null | grep -q "169.254.$i.2/30" || return 1
-        ip -n "sgwlab-g$i" -br addr show dev tenant0 2>/dev/null | grep -q "198.19.$((i - 1)).5/24" || return 1
-        ip -n "sgwlab-g$i" route show 198.18.0.0/24 2>/dev/null | grep -q "via 169.254.$i.1" || return 1
-        ip -n "$NS_GW" link show "sgwt-g$i" 2>/dev/null | grep -q "state UP" || return 1
+        ip -n "sgwlab-g$i" -br addr show dev tun0 2>/dev/null | grep "169.254.$i.2/30" >/dev/null || return 1
+        ip -n "sgwlab-g$i" -br addr show dev tenant0 2>/dev/null | grep "198.19.$((i - 1)).5/24" >/dev/null || return 1
+        ip -n "sgwlab-g$i" route show 198.18.0.0/24 2>/dev/null | grep "via 169.254.$i.1" >/dev/null || return 1
+        ip -n "$NS_GW" link show "sgwt-g$i" 2>/dev/null | grep "state UP" >/dev/null || return 1
     done
-    ip -n "$NS_GW" addr show dev vb 2>/dev/null | grep -q "198.18.0.12/24" || return 1
-    ip -n "$NS_BE" addr show dev eb 2>/dev/null | grep -q "198.18.0.102/24" || return 1
+    ip -n "$NS_GW" addr show dev vb 2>/dev/null | grep "198.18.0.12/24" >/dev/null || return 1
+    ip -n "$NS_BE" addr show dev eb 2>/dev/null | grep "198.18.0.102/24" >/dev/null || return 1
 }
 
 daemons_ok() {
