@@ -1,4 +1,5 @@
 import { AdminProtocolError } from '../errors';
+import type { AdminErrorCode } from '../errors';
 import { formatAddrPort, parseAddrPort, parseIp } from '../util/ip';
 import type { AddrPort } from '../util/ip';
 
@@ -67,7 +68,7 @@ const ARGUMENTS: Record<AdminCommand, readonly string[] | null> = {
   explain: ['guest', 'to'],
 };
 
-function bad(code: string, message: string): AdminProtocolError {
+function bad(code: AdminErrorCode, message: string): AdminProtocolError {
   return new AdminProtocolError(code, message);
 }
 

@@ -9,9 +9,17 @@ export interface YamlSource {
   value: unknown;
   /** Syntax problems; when non-empty, `value` must not be trusted. */
   problems: ConfigProblem[];
-  /** Builds a problem located at the deepest existing node on `path`. */
-  problem(path: readonly PropertyKey[], code: string, message: string, atKey?: boolean): ConfigProblem;
+  /**
+   * Builds a problem located at the deepest existing node on `path`. Generic
+   * in the code so that it stays a locator; the catalogue check happens
+   * where the problem joins a `ConfigProblem[]` (a code not listed there
+   * does not compile).
+   */
+  problem<C extends string>(path: readonly PropertyKey[], code: C, message: string, atKey?: boolean): Located<C>;
 }
+
+/** A problem as built by YamlSource.problem(), with the code it was given. */
+export type Located<C extends string> = Omit<ConfigProblem, 'code'> & { code: C };
 
 /** Renders a key path as a JSON pointer (`/guests/0/tunnel`). */
 export function pointerOf(path: readonly PropertyKey[]): string {

@@ -3,6 +3,7 @@ import { parseExportLocation } from '../../model/export-location';
 import type { ExportLocation, ShareProto } from '../../model/export-location';
 import { parseCidr } from '../../util/ip';
 import { idProblem, safeText } from '../../util/safe-text';
+import type { ManilaRecordCode } from '../../errors';
 import type { AccessRuleRecord, ExportLocationRecord, ManilaShare, SecurityService, ShareNetwork } from './schemas';
 
 /**
@@ -75,7 +76,7 @@ export interface SyncedDomain {
    * `code` is set when the record itself was bad (not a state on its way),
    * e.g. SGW_ERR_MANILA_BAD_ID; `share` is then shown escaped.
    */
-  skipped: { share: string; what: string; reason: string; code?: string }[];
+  skipped: { share: string; what: string; reason: string; code?: ManilaRecordCode }[];
   /** When Manila's answer for this domain was read (ISO 8601). */
   fetchedAt: string;
 }

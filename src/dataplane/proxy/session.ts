@@ -2,7 +2,7 @@ import * as net from 'node:net';
 import type { Counters } from '../../observability/counters';
 import type { Logger } from '../../observability/logger';
 import type { Direction, Refusal, Relay, StreamTransform } from '../../protocols/relay';
-import { NativeError } from '../../errors';
+import { NativeError, ProxyError } from '../../errors';
 import { activeSpliceRelay, activeTcpTuning, countFallback, egressSocket, resumeReading, tuneSocket } from '../../native';
 import type { Impl, SpliceEvent, SpliceHandle, SpliceRelayShim, TcpTuning } from '../../native';
 import type { BudgetConsumer, MemoryBudget } from './budget';
@@ -191,7 +191,9 @@ export class Session implements BudgetConsumer {
   private startBackend(sock: net.Socket, privileged: boolean, triesLeft: number): void {
     const o = this.opts;
     this.backendSock = sock;
-    const timer = setTimeout(() => sock.destroy(new Error('connect timeout')), o.connectTimeoutMs);
+    // Its code reaches the 'error' handler below like an errno, so the
+    // timeout is counted as SGW_ERR_PROXY_CONNECT_TIMEOUT (it was `ERR`).
+    const timer = setTimeout(() => sock.destroy(new ProxyError('SGW_ERR_PROXY_CONNECT_TIMEOUT', `connect timeout after ${o.connectTimeoutMs} ms`)), o.connectTimeoutMs);
     // Remembered: after an error such as ETIMEDOUT the socket no longer
     // knows its peer (remotePort is undefined).
     let established = false;

@@ -1,14 +1,21 @@
 /**
- * Error catalogue. Every error carries a stable `code` (SGW_ERR_<AREA>_<WHAT>);
- * codes are API: metrics labels, log fields and tests use them, never messages.
+ * Error classes. Every error carries a stable `code` (SGW_ERR_<AREA>_<WHAT>)
+ * from the one catalogue (./catalogue.ts); each class is typed on the subset
+ * of codes it may carry. Codes are API: metrics labels, log fields and tests
+ * use them, never messages.
  */
+
+import type { CodeOf, ErrorCode } from './catalogue';
+
+export { CATALOGUE, isErrorCode } from './catalogue';
+export type { CatalogueEntry, CodeOf, ErrorCode } from './catalogue';
 
 /** Base class of every error sharegw raises on purpose. */
 export class SgwError extends Error {
   /** Stable machine-readable code. */
-  readonly code: string;
+  readonly code: ErrorCode;
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
@@ -24,14 +31,20 @@ export interface ConfigLocation {
   pointer: string;
 }
 
+/** Codes of configuration problems (errors) and warnings. */
+export type ConfigProblemCode = CodeOf<'SGW_ERR_CONFIG_' | 'SGW_WARN_CONFIG_'>;
+
 /** One configuration problem; a ConfigError holds one or more. */
 export interface ConfigProblem extends ConfigLocation {
-  code: string;
+  code: ConfigProblemCode;
   message: string;
 }
 
-/** Formats a problem as `file:line:col: key: message [code]`. */
-export function formatProblem(p: ConfigProblem): string {
+/**
+ * Formats a problem as `file:line:col: key: message [code]`. Takes any code
+ * string: formatting is not where codes are checked (ConfigProblem is).
+ */
+export function formatProblem(p: Omit<ConfigProblem, 'code'> & { code: string }): string {
   const pos = p.line === undefined ? p.file : `${p.file}:${p.line}:${p.col ?? 1}`;
   const key = p.pointer === '' ? '(document)' : p.pointer;
   return `${pos}: ${key}: ${p.message} [${p.code}]`;
@@ -39,6 +52,7 @@ export function formatProblem(p: ConfigProblem): string {
 
 /** Invalid configuration: carries every problem found, not just the first. */
 export class ConfigError extends SgwError {
+  declare readonly code: ConfigProblemCode;
   readonly problems: readonly ConfigProblem[];
 
   constructor(problems: readonly ConfigProblem[]) {
@@ -50,15 +64,19 @@ export class ConfigError extends SgwError {
   }
 }
 
+/** Stable codes of KernelApplyError. */
+export type KernelApplyErrorCode = CodeOf<'SGW_ERR_KERNEL_'> | 'SGW_ERR_CONNTRACK_FAILED';
+
 /** iptables-restore (or -save) failed; carries exit code, stderr and context. */
 export class KernelApplyError extends SgwError {
+  declare readonly code: KernelApplyErrorCode;
   readonly exitCode: number | null;
   readonly stderr: string;
   /** The failing line of the restore input with up to 3 lines around it. */
   readonly context: string;
 
   constructor(
-    code: string,
+    code: KernelApplyErrorCode,
     message: string,
     details: { exitCode: number | null; stderr: string; context?: string },
   ) {
@@ -69,27 +87,30 @@ export class KernelApplyError extends SgwError {
   }
 }
 
-/** A host networking operation (tunnel adoption, sysctl) failed. */
-export class HostNetError extends SgwError {}
+/** Stable codes of HostNetError. */
+export type HostNetErrorCode = CodeOf<'SGW_ERR_HOSTNET_'>;
 
-/** An object was used after it was closed, or in the wrong state. */
-export class InvalidStateError extends SgwError {
-  constructor(message: string) {
-    super('SGW_ERR_INVALID_STATE', message);
+/** A host networking operation (tunnel adoption, sysctl) failed. */
+export class HostNetError extends SgwError {
+  declare readonly code: HostNetErrorCode;
+  constructor(code: HostNetErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 
-/** The admin protocol saw a malformed request or response. */
-export class AdminProtocolError extends SgwError {}
+/** Stable codes of AdminProtocolError. */
+export type AdminErrorCode = CodeOf<'SGW_ERR_ADMIN_'>;
 
-/** Stable codes of StateError. */
-export type StateErrorCode =
-  /** Reading or writing the state file failed (ENOSPC, EACCES, EIO, ...). */
-  | 'SGW_ERR_STATE_IO'
-  /** The file is not JSON, is truncated, too large, or has the wrong shape. */
-  | 'SGW_ERR_STATE_CORRUPT'
-  /** The file is well formed but was written for another node or in an unknown version. */
-  | 'SGW_ERR_STATE_FOREIGN';
+/** The admin protocol saw a malformed request or response. */
+export class AdminProtocolError extends SgwError {
+  declare readonly code: AdminErrorCode;
+  constructor(code: AdminErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}
+
+/** Stable codes of StateError (meanings in the catalogue). */
+export type StateErrorCode = CodeOf<'SGW_ERR_STATE_'>;
 
 /**
  * The last-known-good state file could not be written or used. The message
@@ -109,14 +130,8 @@ export class StateError extends SgwError {
   }
 }
 
-/** Stable codes of NotifyError. */
-export type NotifyErrorCode =
-  /** The notifier binary could not be started (ENOENT, EACCES). */
-  | 'SGW_ERR_NOTIFY_SPAWN'
-  /** The notifier exited non-zero or was killed. */
-  | 'SGW_ERR_NOTIFY_EXIT'
-  /** The notifier did not finish in time (the service manager did not take the message). */
-  | 'SGW_ERR_NOTIFY_TIMEOUT';
+/** Stable codes of NotifyError (meanings in the catalogue). */
+export type NotifyErrorCode = CodeOf<'SGW_ERR_NOTIFY_'>;
 
 /**
  * A readiness/watchdog notification could not be delivered. Never thrown
@@ -125,6 +140,9 @@ export type NotifyErrorCode =
  */
 export class NotifyError extends SgwError {
   declare readonly code: NotifyErrorCode;
+  constructor(code: NotifyErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
 }
 
 /** Returns a short, secret-free description of any thrown value. */
@@ -139,15 +157,8 @@ export function describeError(err: unknown): { code: string; message: string } {
   return { code: 'SGW_ERR_INTERNAL', message: String(err) };
 }
 
-export type ProtocolErrorCode =
-  /** A length prefix or frame boundary that breaks the transport's rules. */
-  | 'SGW_ERR_PROTO_FRAMING'
-  /** A frame larger than the configured limit (checked before buffering). */
-  | 'SGW_ERR_PROTO_TOO_LARGE'
-  /** A header or body too short or inconsistent to decode. */
-  | 'SGW_ERR_PROTO_MALFORMED'
-  /** Not the protocol the port carries (e.g. no SMB magic on 445). */
-  | 'SGW_ERR_PROTO_UNEXPECTED';
+/** Stable codes of ProtocolError (meanings in the catalogue). */
+export type ProtocolErrorCode = CodeOf<'SGW_ERR_PROTO_'>;
 
 /**
  * Bytes from a guest or a backend that a codec cannot accept. Codecs return
@@ -161,20 +172,14 @@ export class ProtocolError extends SgwError {
   }
 }
 
-/** Stable codes of ManilaError. */
-export type ManilaErrorCode =
-  /** Keystone refused the credentials or the token (401/403), or Manila refused the token. */
-  | 'SGW_ERR_MANILA_AUTH'
-  /** Manila or Keystone answered with an HTTP error that is not about auth. */
-  | 'SGW_ERR_MANILA_HTTP'
-  /** A response body that is not JSON or not the shape the API reference promises. */
-  | 'SGW_ERR_MANILA_SHAPE'
-  /** No answer: refused, reset, DNS, TLS, or the request timed out (after retries). */
-  | 'SGW_ERR_MANILA_UNREACHABLE'
-  /** The server offers no microversion this client can use (needs 2.51 or later). */
-  | 'SGW_ERR_MANILA_VERSION'
-  /** The service catalog has no usable `sharev2` endpoint for the interface and region. */
-  | 'SGW_ERR_MANILA_CATALOG';
+/**
+ * Stable codes of ManilaError (meanings in the catalogue). SGW_ERR_MANILA_BAD_ID
+ * is not one: it marks a skipped record, not a failed call.
+ */
+export type ManilaErrorCode = Exclude<CodeOf<'SGW_ERR_MANILA_'>, ManilaRecordCode>;
+
+/** Codes of Manila records skipped by the sync (not errors of a call). */
+export type ManilaRecordCode = 'SGW_ERR_MANILA_BAD_ID';
 
 /**
  * A call to Keystone or Manila failed. Carries what an operator needs to
@@ -196,16 +201,8 @@ export class ManilaError extends SgwError {
   }
 }
 
-/** Stable codes of NativeError. */
-export type NativeErrorCode =
-  /** A socket has no file descriptor to hand to the addon (not connected, already closed, not TCP). */
-  | 'SGW_ERR_NATIVE_NO_FD'
-  /** A socket still had bytes buffered in Node when the native relay was to take it over. */
-  | 'SGW_ERR_NATIVE_BUFFERED'
-  /** As many native relays run as allowed (each holds a thread and two pipes). */
-  | 'SGW_ERR_NATIVE_LIMIT'
-  /** The addon's call failed; the errno name is in `errno`. */
-  | 'SGW_ERR_NATIVE_CALL';
+/** Stable codes of NativeError (meanings in the catalogue). */
+export type NativeErrorCode = CodeOf<'SGW_ERR_NATIVE_'>;
 
 /**
  * A native shim could not do its job for one connection or message. The
@@ -222,12 +219,8 @@ export class NativeError extends SgwError {
   }
 }
 
-/** Stable codes of DaemonLockError. */
-export type DaemonLockErrorCode =
-  /** Another process holds the single-instance lock of this network namespace (ADR 0012). */
-  | 'SGW_ERR_DAEMON_ALREADY_RUNNING'
-  /** The lock socket could not be made for another reason; the daemon does not run unlocked. */
-  | 'SGW_ERR_DAEMON_LOCK';
+/** Stable codes of DaemonLockError (meanings in the catalogue). */
+export type DaemonLockErrorCode = CodeOf<'SGW_ERR_DAEMON_'>;
 
 /**
  * sharegwd (or `--cleanup`) refused to run because it could not take the
@@ -240,5 +233,20 @@ export class DaemonLockError extends SgwError {
   constructor(code: DaemonLockErrorCode, message: string, details: { holder: { pid: number; uid: number | null; command: string } | null; cause?: unknown }) {
     super(code, message, details.cause === undefined ? undefined : { cause: details.cause });
     this.holder = details.holder;
+  }
+}
+
+/** Stable codes of ProxyError. */
+export type ProxyErrorCode = 'SGW_ERR_PROXY_CONNECT_TIMEOUT';
+
+/**
+ * A proxy session's own failure on a backend leg (as opposed to an errno
+ * from the socket). Its code is the `code` label of
+ * sharegw_proxy_backend_errors_total, like an errno.
+ */
+export class ProxyError extends SgwError {
+  declare readonly code: ProxyErrorCode;
+  constructor(code: ProxyErrorCode, message: string) {
+    super(code, message);
   }
 }
