@@ -16,7 +16,7 @@ import { dialectName } from './protocols/smb2';
 import { BoundedRunner } from './control/runner';
 import { MetricsServer } from './observability/metrics';
 import type { Health, MetricsSnapshot } from './observability/metrics';
-import { configDigest, STATE_VERSION, StateStore } from './control/store';
+import { configDigest, STATE_VERSION, StateStore } from './persist/state-store';
 import { createNotifier, watchdogIntervalMs } from './daemon/notify';
 import { logNativeOnce, nativeStatus } from './native';
 import type { Notifier } from './daemon/notify';
