@@ -49,7 +49,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/model/**/*.ts', 'src/policy/**/*.ts', 'src/control/manila/sync.ts', 'src/control/manila/schemas.ts', 'src/config/validate.ts', 'src/config/clouds.ts', 'src/config/schema.ts', 'src/config/yaml-source.ts', 'src/dataplane/kernel/render.ts', 'src/dataplane/kernel/chains.ts', 'src/dataplane/kernel/save-parse.ts', 'src/util/**/*.ts'],
+    files: ['src/model/**/*.ts', 'src/policy/**/*.ts', 'src/control/manila/sync.ts', 'src/control/manila/schemas.ts', 'src/config/validate/**/*.ts', 'src/config/resolve-tables.ts', 'src/config/clouds.ts', 'src/config/schema.ts', 'src/config/yaml-source.ts', 'src/dataplane/kernel/render.ts', 'src/dataplane/kernel/chains.ts', 'src/dataplane/kernel/save-parse.ts', 'src/util/**/*.ts'],
     rules: { 'no-restricted-imports': ['error', pureImports] },
   },
   {

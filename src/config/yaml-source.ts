@@ -2,6 +2,12 @@ import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument } from 'yaml
 import type { Document, Node } from 'yaml';
 import type { ConfigProblem } from '../errors';
 
+/** A configuration file's name and text, read by the caller. */
+export interface SourceText {
+  file: string;
+  text: string;
+}
+
 /** A parsed YAML file that can map a key path back to a line and column. */
 export interface YamlSource {
   file: string;

@@ -2,7 +2,7 @@ import type { SgwConfig } from '../model/config';
 import type { DesiredState } from '../model/desired';
 import type { Counters } from '../observability/counters';
 import type { Logger } from '../observability/logger';
-import { configDigest, STATE_VERSION, StateStore } from '../control/store';
+import { configDigest, STATE_VERSION, StateStore } from '../persist/state-store';
 import { describeError } from '../errors';
 
 /** What a restart takes over from the state file. */

@@ -210,7 +210,7 @@ t.test('the test helpers\' lab configuration validates in both planes', async (t
 
 t.test('the configuration layer emits exactly the codes these tests cover', async (t) => {
   // A new code added to src/config or src/errors must come with a test here.
-  const files = ['src/errors/index.ts', ...fs.readdirSync(path.join(REPO, 'src/config')).map((f) => `src/config/${f}`)];
+  const files = ['src/errors/index.ts', ...fs.readdirSync(path.join(REPO, 'src/config'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts')).map((f) => `src/config/${f}`)];
   const found = new Set<string>();
   for (const f of files) {
     for (const m of fs.readFileSync(path.join(REPO, f), 'utf8').matchAll(/SGW_(?:ERR|WARN)_CONFIG_[A-Z_]+/g)) {

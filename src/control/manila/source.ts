@@ -106,7 +106,7 @@ export class ManilaSource {
   constructor(private readonly opts: ManilaSourceOptions) {
     this.log = opts.log.child({ component: 'manila' });
     this.client = opts.client ?? new ManilaClient(opts.settings);
-    this.stateFile = new ManilaStateFile(opts.stateDir, opts.node);
+    this.stateFile = new ManilaStateFile(opts.stateDir, opts.node, { log: this.log });
     const s = opts.settings;
     this.runner = new BoundedRunner(() => this.run(), { minIntervalMs: s.minIntervalMs, maxIntervalMs: s.intervalMs, retryMinMs: Math.min(1000, s.intervalMs), jitter: 0.2 }, opts.clock);
     this.st = {

@@ -1,13 +1,16 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { z } from 'zod';
+import type { Logger } from '../../observability/logger';
+import { removeStaleTemps, writeFileAtomic } from '../../persist/atomic-file';
+import type { AtomicFs } from '../../persist/atomic-file';
 import type { SyncedDomain } from './sync';
 
 /**
  * The last-known-good synced state on disk (`<stateDir>/manila.json`), so
  * that a daemon restarted while Manila is down still serves the shares it
- * last synced. Written atomically (temp file, fsync, rename, fsync of the
- * directory) like state.json. It holds no secret: security services are
+ * last synced. Written atomically (persist/atomic-file.ts: temp file,
+ * fsync, rename, fsync of the directory) like state.json. It holds no secret: security services are
  * stored without passwords (they are stripped when Manila's answer is
  * parsed) and tokens are never written.
  */
@@ -32,18 +35,18 @@ const syncedDomainSchema = z.object({
   shares: z.array(
     z.object({
       id: str,
-      name: str.optional(),
+      name: str.exactOptional(),
       proto: z.enum(['NFS', 'CIFS']),
       exportLocations: z.array(str),
       accessRules: z.array(z.object({ accessType: z.enum(['ip', 'user', 'cert', 'cephx']), accessTo: str, accessLevel: z.enum(['rw', 'ro']) })),
-      encryption: z.literal('required').optional(),
-      encrypted: z.boolean().optional(),
+      encryption: z.literal('required').exactOptional(),
+      encrypted: z.boolean().exactOptional(),
     }),
   ),
   flags: z.object({ frozen: z.boolean(), networkError: z.boolean(), missing: z.boolean() }),
-  skipped: z.array(z.object({ share: str, what: str, reason: str, code: str.optional() })),
+  skipped: z.array(z.object({ share: str, what: str, reason: str, code: z.literal('SGW_ERR_MANILA_BAD_ID').exactOptional() })),
   fetchedAt: str,
-});
+}) satisfies z.ZodType<SyncedDomain>;
 
 const fileSchema = z.object({
   version: z.literal(1),
@@ -54,18 +57,35 @@ const fileSchema = z.object({
 
 export type ManilaStateLoad = { kind: 'none' } | { kind: 'ok'; savedAt: string; domains: SyncedDomain[] } | { kind: 'invalid'; reason: string };
 
+/** Options of ManilaStateFile. */
+export interface ManilaStateFileOptions {
+  log?: Logger;
+  /** Overrides for single file operations (failure injection in tests). */
+  fs?: Partial<AtomicFs>;
+}
+
+/** Reads and writes `<dir>/manila.json` for one node. */
 export class ManilaStateFile {
   readonly file: string;
 
   constructor(
     readonly dir: string,
     private readonly node: string,
+    private readonly options: ManilaStateFileOptions = {},
   ) {
     this.file = path.join(dir, MANILA_STATE_FILE);
   }
 
   /** Never throws: an unusable file is reported and ignored (Manila is asked again). */
   async load(): Promise<ManilaStateLoad> {
+    // No save is in flight here: ManilaSource saves only after start() loads.
+    const swept = await removeStaleTemps(this.file, { fs: this.options.fs });
+    for (const full of swept.removed) {
+      this.options.log?.info({ path: full }, 'removed a temp file left by an interrupted Manila state save');
+    }
+    for (const f of swept.failed) {
+      this.options.log?.warn({ path: f.path, errno: f.errno }, 'cannot remove a leftover Manila state temp file');
+    }
     let text: string;
     try {
       const st = await fsp.stat(this.file);
@@ -90,27 +110,19 @@ export class ManilaStateFile {
     if (r.data.node !== this.node) {
       return { kind: 'invalid', reason: `${this.file} was written for node "${r.data.node}"` };
     }
-    return { kind: 'ok', savedAt: r.data.savedAt, domains: r.data.domains as SyncedDomain[] };
+    return { kind: 'ok', savedAt: r.data.savedAt, domains: r.data.domains };
   }
 
-  /** Replaces the file atomically; throws on I/O errors (the caller counts and retries). */
+  /**
+   * Replaces the file atomically; throws the I/O error as the disk gave it
+   * (the caller counts and retries). A failed save leaves the old file and
+   * no temp file.
+   */
   async save(domains: readonly SyncedDomain[], now: Date = new Date()): Promise<void> {
-    await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const tmp = `${this.file}.tmp-${process.pid}`;
     const body = JSON.stringify({ version: 1, node: this.node, savedAt: now.toISOString(), domains });
-    const fh = await fsp.open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(body);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fsp.rename(tmp, this.file);
-    const d = await fsp.open(this.dir, 'r');
-    try {
-      await d.sync();
-    } finally {
-      await d.close();
+    const w = await writeFileAtomic(this.file, body, { fs: this.options.fs });
+    if (!w.ok) {
+      throw w.error;
     }
   }
 }

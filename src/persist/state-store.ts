@@ -1,6 +1,5 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { constants as FS } from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { StateError } from '../errors';
@@ -8,7 +7,10 @@ import type { Domain, SgwConfig } from '../model/config';
 import type { DesiredState } from '../model/desired';
 import type { Logger } from '../observability/logger';
 import { canonicalJson } from '../util/canonical-json';
+import { errnoOf } from '../util/errno';
 import { parseIp } from '../util/ip';
+import { atomicFs, removeStaleTemps, tempPrefix, writeFileAtomic } from './atomic-file';
+import type { AtomicFs } from './atomic-file';
 
 /**
  * The last-known-good state on disk (`<stateDir>/state.json`).
@@ -16,7 +18,8 @@ import { parseIp } from '../util/ip';
  * After a restart the daemon must know what it last applied before it
  * touches anything, so that it can cut the flows of grants revoked while it
  * was down and replace its rules in one step. The file is therefore written
- * atomically (temp file, fsync, rename, fsync of the directory): a reader,
+ * atomically (atomic-file.ts: temp file, fsync, rename, fsync of the
+ * directory): a reader,
  * or a daemon restarted after a crash or power loss, sees the old state or
  * the new one, never a mix.
  *
@@ -32,7 +35,7 @@ export const STATE_FILE = 'state.json';
 /** Unusable files are renamed to `state.json.corrupt-<UTC timestamp>[-n]`. */
 export const CORRUPT_PREFIX = `${STATE_FILE}.corrupt-`;
 /** In-flight writes are `state.json.tmp-<pid>-<random>`. */
-export const TEMP_PREFIX = `${STATE_FILE}.tmp-`;
+export const TEMP_PREFIX = tempPrefix(STATE_FILE);
 /** How many moved-aside files are kept (newest first). */
 export const DEFAULT_KEEP_CORRUPT = 3;
 /**
@@ -40,8 +43,6 @@ export const DEFAULT_KEEP_CORRUPT = 3;
  * of guests stays far below it (about 1 KiB per guest).
  */
 export const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
-/** A temp file this old is a crash leftover even if its pid is alive again (pid reuse). */
-const STALE_TEMP_MS = 60 * 60 * 1000;
 
 /** What is persisted: the desired state last applied and where it came from. */
 export interface PersistedState {
@@ -67,7 +68,7 @@ export type LoadResult =
   | { kind: 'invalid'; error: StateError; movedTo: string | null };
 
 /** The file operations the store uses; tests replace some to inject failures. */
-export type StoreFs = Pick<typeof fsp, 'mkdir' | 'open' | 'rename' | 'unlink' | 'readdir' | 'lstat'>;
+export type StoreFs = AtomicFs;
 
 export interface StateStoreOptions {
   log?: Logger;
@@ -133,14 +134,16 @@ const egressSchema = z.strictObject({
   backends: z.array(ipText),
 });
 
-// Cast: zod's optional() output admits undefined, exactOptionalPropertyTypes does not.
+// exactOptional(): DesiredState's optional keys may be absent but never
+// undefined (exactOptionalPropertyTypes), and `satisfies` keeps the shape
+// and the model type in step without a cast.
 const desiredSchema = z.strictObject({
   dataplane: z.enum(['kernel', 'proxy']),
   guests: z.array(guestSchema),
-  egress: z.array(egressSchema).optional(),
-  rulePriority: z.number().int().min(1).max(32765).optional(),
-  limits: z.strictObject({ perBackend: z.number().int().min(1).max(65535), perDomainPerBackend: z.number().int().min(1).max(65535) }).optional(),
-}) as unknown as z.ZodType<DesiredState>;
+  egress: z.array(egressSchema).exactOptional(),
+  rulePriority: z.number().int().min(1).max(32765).exactOptional(),
+  limits: z.strictObject({ perBackend: z.number().int().min(1).max(65535), perDomainPerBackend: z.number().int().min(1).max(65535) }).exactOptional(),
+}) satisfies z.ZodType<DesiredState>;
 
 const persistedSchema: z.ZodType<PersistedState> = z.strictObject({
   version: z.literal(STATE_VERSION),
@@ -200,7 +203,7 @@ export class StateStore {
     options: StateStoreOptions = {},
   ) {
     this.file = path.join(dir, STATE_FILE);
-    this.fs = { ...pickFs(), ...options.fs };
+    this.fs = atomicFs(options.fs);
     this.log = options.log;
     this.now = options.now ?? (() => new Date());
     this.keepCorrupt = options.keepCorrupt ?? DEFAULT_KEEP_CORRUPT;
@@ -360,35 +363,14 @@ export class StateStore {
     }
   }
 
-  /**
-   * Removes temp files of saves that never finished (a crash, kill -9, power
-   * loss). Ours are never in flight here (operations are serial); another
-   * live process's are kept unless old enough to be a pid reuse.
-   */
+  /** Removes temp files of saves that never finished (atomic-file.ts). */
   private async removeStaleTemps(): Promise<void> {
-    let names: string[];
-    try {
-      names = (await this.fs.readdir(this.dir)).filter((n) => n.startsWith(TEMP_PREFIX));
-    } catch {
-      return; // load() reports the directory's problems when it reads the file.
+    const r = await removeStaleTemps(this.file, { fs: this.fs, now: this.now });
+    for (const full of r.removed) {
+      this.log?.info({ path: full }, 'removed a temp file left by an interrupted state save');
     }
-    for (const name of names) {
-      const full = path.join(this.dir, name);
-      try {
-        const pid = Number(/^(\d+)-/.exec(name.slice(TEMP_PREFIX.length))?.[1] ?? NaN);
-        if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid)) {
-          const st = await this.fs.lstat(full);
-          if (this.now().getTime() - st.mtimeMs < STALE_TEMP_MS) {
-            continue;
-          }
-        }
-        await this.fs.unlink(full);
-        this.log?.info({ path: full }, 'removed a temp file left by an interrupted state save');
-      } catch (err) {
-        if (errnoOf(err) !== 'ENOENT') {
-          this.log?.warn({ path: full, errno: errnoOf(err) }, 'cannot remove a leftover state temp file');
-        }
-      }
+    for (const f of r.failed) {
+      this.log?.warn({ path: f.path, errno: f.errno }, 'cannot remove a leftover state temp file');
     }
   }
 
@@ -402,83 +384,18 @@ export class StateStore {
       throw new StateError('SGW_ERR_STATE_CORRUPT', `refusing to save a state that would not load back to ${this.file}: ${summarize(r.error)}`, { path: this.file });
     }
     const text = `${JSON.stringify(state, null, 2)}\n`;
-    const tmp = path.join(this.dir, `${TEMP_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
-    let step = 'mkdir';
-    let fh: fsp.FileHandle | null = null;
-    let renamed = false;
-    try {
-      const created = await this.fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
-      if (created !== undefined) {
-        // The new directory's own entry must survive a power loss too.
-        await fsyncDir(this.fs, path.dirname(created));
-      }
-      step = 'open';
-      fh = await this.fs.open(tmp, 'wx', 0o600);
-      step = 'write';
-      await fh.writeFile(text, 'utf8');
-      step = 'fsync';
-      await fh.sync();
-      step = 'close';
-      // Set to null first: a failed close must not be retried in the catch.
-      const h = fh;
-      fh = null;
-      await h.close();
-      step = 'rename';
-      await this.fs.rename(tmp, this.file);
-      renamed = true;
-      step = 'fsync-dir';
-      await fsyncDir(this.fs, this.dir);
-    } catch (err) {
-      if (fh !== null) {
-        await fh.close().catch(() => undefined);
-      }
-      if (!renamed) {
-        await this.fs.unlink(tmp).catch(() => undefined);
-      }
-      throw ioError(`cannot save state to ${this.file} (${step})`, this.file, err);
+    const w = await writeFileAtomic(this.file, text, { fs: this.fs });
+    if (!w.ok) {
+      throw ioError(`cannot save state to ${this.file} (${w.step})`, this.file, w.error);
     }
   }
 }
 
 // ---------------------------------------------------------------------------
 
-function pickFs(): StoreFs {
-  return { mkdir: fsp.mkdir, open: fsp.open, rename: fsp.rename, unlink: fsp.unlink, readdir: fsp.readdir, lstat: fsp.lstat };
-}
-
-/** fsync of a directory makes renames and creations in it durable. */
-async function fsyncDir(fs: StoreFs, dir: string): Promise<void> {
-  const dh = await fs.open(dir, FS.O_RDONLY | FS.O_DIRECTORY);
-  try {
-    await dh.sync();
-  } catch (err) {
-    // Some filesystems cannot fsync a directory; the rename is then as
-    // durable as that filesystem makes it, and there is nothing more to do.
-    if (errnoOf(err) !== 'EINVAL' && errnoOf(err) !== 'ENOTSUP') {
-      throw err;
-    }
-  } finally {
-    await dh.close().catch(() => undefined);
-  }
-}
-
-function errnoOf(err: unknown): string | null {
-  const code = (err as NodeJS.ErrnoException | null)?.code;
-  return typeof code === 'string' ? code : null;
-}
-
 function ioError(what: string, file: string, err: unknown): StateError {
   const errno = errnoOf(err);
   return new StateError('SGW_ERR_STATE_IO', `${what}: ${errno ?? 'unknown error'}`, { path: file, errno, cause: err });
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errnoOf(err) === 'EPERM';
-  }
 }
 
 /** Node names from a file are shown only when plainly printable and short. */
