@@ -7,6 +7,7 @@ import { ManilaStateFile, MANILA_STATE_FILE } from '../../src/control/manila/sta
 import { removeStaleTemps, tempPrefix, writeFileAtomic } from '../../src/persist/atomic-file';
 import type { AtomicFs, AtomicStep } from '../../src/persist/atomic-file';
 import { rejection } from '../helpers/errors';
+import { failingFs } from '../helpers/failing-fs';
 
 /** A fresh temp directory removed after the test. */
 function tempDir(t: Test): string {
@@ -15,59 +16,8 @@ function tempDir(t: Test): string {
   return dir;
 }
 
-function errno(code: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`${code}: injected`), { code });
-}
-
-/** An fs that fails at `step` (temp files of `file` only, where it applies). */
-function failingFs(file: string, step: AtomicStep, code: string): Partial<AtomicFs> {
-  const isTemp = (p: unknown): boolean => typeof p === 'string' && path.basename(p).startsWith(tempPrefix(file));
-  const open = (async (p: fs.PathLike, flags?: string | number, mode?: fs.Mode) => {
-    if (step === 'open' && isTemp(p)) {
-      throw errno(code);
-    }
-    const fh = await fs.promises.open(p, flags, mode);
-    if (isTemp(p)) {
-      if (step === 'write') {
-        // Half the bytes reach the file, then the disk is full.
-        fh.writeFile = async (data: unknown) => {
-          const s = String(data);
-          await fs.promises.writeFile(p as string, s.slice(0, s.length >> 1));
-          throw errno(code);
-        };
-      }
-      if (step === 'fsync') {
-        fh.sync = async () => {
-          throw errno(code);
-        };
-      }
-      if (step === 'close') {
-        const close = fh.close.bind(fh);
-        fh.close = async () => {
-          await close();
-          throw errno(code);
-        };
-      }
-    } else if (step === 'fsync-dir' && typeof p === 'string' && fs.statSync(p).isDirectory()) {
-      fh.sync = async () => {
-        throw errno(code);
-      };
-    }
-    return fh;
-  }) as AtomicFs['open'];
-  const out: Partial<AtomicFs> = { open };
-  if (step === 'rename') {
-    out.rename = async () => {
-      throw errno(code);
-    };
-  }
-  if (step === 'mkdir') {
-    out.mkdir = (async () => {
-      throw errno(code);
-    }) as AtomicFs['mkdir'];
-  }
-  return out;
-}
+/** failingFs() for the temp names of `file`. */
+const fileFailingFs = (file: string, step: AtomicStep, code: string): Partial<AtomicFs> => failingFs(tempPrefix(file), step, code);
 
 t.test('writeFileAtomic() replaces the file, mode 0600, and leaves no temp file', async (t) => {
   const dir = tempDir(t);
@@ -114,7 +64,7 @@ for (const f of FAILURES) {
     const dir = tempDir(t);
     const file = path.join(dir, 'x.json');
     fs.writeFileSync(file, 'old\n');
-    const r = await writeFileAtomic(file, 'new content\n'.repeat(1000), { fs: failingFs(file, f.step, f.code) });
+    const r = await writeFileAtomic(file, 'new content\n'.repeat(1000), { fs: fileFailingFs(file, f.step, f.code) });
     t.equal(r.ok, false);
     if (!r.ok) {
       t.equal(r.step, f.step);
@@ -128,10 +78,10 @@ for (const f of FAILURES) {
 t.test('writeFileAtomic() reports fsync-dir after the rename, and tolerates EINVAL there', async (t) => {
   const dir = tempDir(t);
   const file = path.join(dir, 'x.json');
-  const r = await writeFileAtomic(file, 'new\n', { fs: failingFs(file, 'fsync-dir', 'EIO') });
+  const r = await writeFileAtomic(file, 'new\n', { fs: fileFailingFs(file, 'fsync-dir', 'EIO') });
   t.same(r.ok ? null : r.step, 'fsync-dir');
   t.equal(fs.readFileSync(file, 'utf8'), 'new\n', 'renamed before the directory fsync');
-  t.same(await writeFileAtomic(file, 'again\n', { fs: failingFs(file, 'fsync-dir', 'EINVAL') }), { ok: true }, 'a filesystem that cannot fsync a directory');
+  t.same(await writeFileAtomic(file, 'again\n', { fs: fileFailingFs(file, 'fsync-dir', 'EINVAL') }), { ok: true }, 'a filesystem that cannot fsync a directory');
   t.strictSame(fs.readdirSync(dir), ['x.json']);
 });
 
@@ -163,7 +113,7 @@ t.test('ManilaStateFile.save() throws the disk\'s error and leaves no temp file 
   await new ManilaStateFile(dir, 'hv-test').save([]);
   const before = fs.readFileSync(file, 'utf8');
   for (const f of FAILURES) {
-    const err = await rejection(new ManilaStateFile(dir, 'hv-test', { fs: failingFs(file, f.step, f.code) }).save([]));
+    const err = await rejection(new ManilaStateFile(dir, 'hv-test', { fs: fileFailingFs(file, f.step, f.code) }).save([]));
     t.equal((err as NodeJS.ErrnoException).code, f.code, `${f.step}: the errno error as the disk gave it`);
     t.equal(fs.readFileSync(file, 'utf8'), before, `${f.step}: the old file is intact`);
     t.strictSame(fs.readdirSync(dir), [MANILA_STATE_FILE], `${f.step}: no temp file is left`);

@@ -14,6 +14,8 @@ import { createLogger } from '../../src/observability/logger';
 import { compileDesired } from '../../src/policy/policy';
 import { canonicalJson } from '../../src/util/canonical-json';
 import { rejection } from '../helpers/errors';
+import { errno, failingFs } from '../helpers/failing-fs';
+import type { AtomicStep } from '../../src/persist/atomic-file';
 import { configFrom, labYaml } from '../helpers/configs';
 
 const NODE = 'hv-test';
@@ -75,10 +77,6 @@ function memoryLogger(): { log: ReturnType<typeof createLogger>; lines: () => Re
   };
 }
 
-
-function errno(code: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(`${code}: injected`), { code });
-}
 
 function listDir(dir: string): string[] {
   return fs.readdirSync(dir).sort();
@@ -324,57 +322,10 @@ t.test('StateStore.load() removes temp files of interrupted saves and ignores th
 
 // ---------------------------------------------------------------------------
 
-/** An fs whose open() returns handles that fail at `step` for temp files only. */
-function failingFs(step: 'open' | 'write' | 'fsync' | 'close' | 'rename' | 'fsync-dir' | 'mkdir', code: string): Partial<StoreFs> {
-  const isTemp = (p: unknown): boolean => typeof p === 'string' && path.basename(p).startsWith(TEMP_PREFIX);
-  const open = (async (p: fs.PathLike, flags?: string | number, mode?: fs.Mode) => {
-    if (step === 'open' && isTemp(p)) {
-      throw errno(code);
-    }
-    const fh = await fs.promises.open(p, flags, mode);
-    if (isTemp(p)) {
-      if (step === 'write') {
-        // Half the bytes reach the file, then the disk is full.
-        fh.writeFile = async (data: unknown) => {
-          const s = String(data);
-          await fs.promises.writeFile(p as string, s.slice(0, s.length >> 1));
-          throw errno(code);
-        };
-      }
-      if (step === 'fsync') {
-        fh.sync = async () => {
-          throw errno(code);
-        };
-      }
-      if (step === 'close') {
-        const close = fh.close.bind(fh);
-        fh.close = async () => {
-          await close();
-          throw errno(code);
-        };
-      }
-    } else if (step === 'fsync-dir' && typeof p === 'string' && !isTemp(p) && fs.statSync(p).isDirectory()) {
-      fh.sync = async () => {
-        throw errno(code);
-      };
-    }
-    return fh;
-  }) as StoreFs['open'];
-  const out: Partial<StoreFs> = { open };
-  if (step === 'rename') {
-    out.rename = async () => {
-      throw errno(code);
-    };
-  }
-  if (step === 'mkdir') {
-    out.mkdir = (async () => {
-      throw errno(code);
-    }) as StoreFs['mkdir'];
-  }
-  return out;
-}
+/** failingFs() for the state file's temp names. */
+const storeFailingFs = (step: AtomicStep, code: string): Partial<StoreFs> => failingFs(TEMP_PREFIX, step, code);
 
-const FAILURES: { step: Parameters<typeof failingFs>[0]; code: string }[] = [
+const FAILURES: { step: AtomicStep; code: string }[] = [
   { step: 'open', code: 'EMFILE' },
   { step: 'write', code: 'ENOSPC' },
   { step: 'fsync', code: 'EIO' },
@@ -390,7 +341,7 @@ for (const f of FAILURES) {
     const before = fs.readFileSync(file);
     const big = bigState(300, 2);
     big.proxyPorts = { [MARKER]: 40000 };
-    const err = await rejection(new StateStore(dir, NODE, { fs: failingFs(f.step, f.code) }).save(big));
+    const err = await rejection(new StateStore(dir, NODE, { fs: storeFailingFs(f.step, f.code) }).save(big));
     t.ok(err instanceof StateError, 'a StateError');
     const e = err as StateError;
     t.equal(e.code, 'SGW_ERR_STATE_IO');
@@ -407,7 +358,7 @@ for (const f of FAILURES) {
 
 t.test('StateStore.save() throws SGW_ERR_STATE_IO when the directory cannot be created', async (t) => {
   const dir = path.join(tempDir(t), 'new');
-  const e = (await rejection(new StateStore(dir, NODE, { fs: failingFs('mkdir', 'EROFS') }).save(labState()))) as StateError;
+  const e = (await rejection(new StateStore(dir, NODE, { fs: storeFailingFs('mkdir', 'EROFS') }).save(labState()))) as StateError;
   t.equal(e.code, 'SGW_ERR_STATE_IO');
   t.equal(e.message, `cannot save state to ${path.join(dir, STATE_FILE)} (mkdir): EROFS`);
 });
@@ -415,7 +366,7 @@ t.test('StateStore.save() throws SGW_ERR_STATE_IO when the directory cannot be c
 t.test('StateStore.save() reports a failed directory fsync after the rename (new state in place)', async (t) => {
   const dir = tempDir(t);
   await new StateStore(dir, NODE).save(labState(1));
-  const e = (await rejection(new StateStore(dir, NODE, { fs: failingFs('fsync-dir', 'EIO') }).save(labState(2)))) as StateError;
+  const e = (await rejection(new StateStore(dir, NODE, { fs: storeFailingFs('fsync-dir', 'EIO') }).save(labState(2)))) as StateError;
   t.equal(e.code, 'SGW_ERR_STATE_IO');
   t.match(e.message, /\(fsync-dir\): EIO$/);
   t.strictSame(listDir(dir), [STATE_FILE]);
@@ -424,7 +375,7 @@ t.test('StateStore.save() reports a failed directory fsync after the rename (new
 
 t.test('StateStore.save() tolerates filesystems that cannot fsync a directory (EINVAL)', async (t) => {
   const dir = tempDir(t);
-  await new StateStore(dir, NODE, { fs: failingFs('fsync-dir', 'EINVAL') }).save(labState(2));
+  await new StateStore(dir, NODE, { fs: storeFailingFs('fsync-dir', 'EINVAL') }).save(labState(2));
   const r = await new StateStore(dir, NODE).load();
   t.equal(r.kind === 'ok' ? r.state.generation : null, 2);
 });
